@@ -1,0 +1,39 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint typecheck unit bench clean
+
+run: $(STAMP)
+	@$(BIN)/loom up
+
+test: $(STAMP) lint typecheck
+	@$(BIN)/pytest -q
+
+install: $(STAMP)
+
+# Reinstalls only when pyproject.toml changes; uv makes a fresh install take about a minute.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[local,cdk,dev]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	@$(BIN)/mypy
+
+unit: $(STAMP)
+	@$(BIN)/pytest -q tests/unit
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) cdk.out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,96 @@
+"""Settings: the only place in Loom that reads the environment.
+
+One pydantic-settings model, validated when first asked for (never at import time), built
+from small mixins so a Lambda function validates only what it needs at cold start.
+Every field is documented in ``docs/configuration.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loom.errors import ConfigError
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LOOM_", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+
+class ObservabilitySettings(_Base):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of every Loom logger."
+    )
+
+
+class DatabaseSettings(_Base):
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description=(
+            "Postgres URL of a role that owns the schema and runs migrations. Unset: the "
+            "embedded Postgres under LOOM_HOME/pg."
+        ),
+    )
+    app_database_url: str | None = Field(
+        default=None,
+        description=(
+            "URL the application connects with (role loom_app, no BYPASSRLS). Unset: "
+            "DATABASE_URL with the user replaced by loom_app and LOOM_APP_DB_PASSWORD."
+        ),
+    )
+    app_db_password: SecretStr | None = Field(
+        default=None, description="Password given to role loom_app by the migrations."
+    )
+    pool_min_size: int = Field(default=1, ge=0, le=100, description="Connections kept open.")
+    pool_max_size: int = Field(default=10, ge=1, le=200, description="Upper bound of the pool.")
+    connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=120, description="Timeout to open one database connection."
+    )
+
+
+class LocalSettings(_Base):
+    home: Path = Field(
+        default=Path(".loom"),
+        description="Local state: embedded Postgres (pg/), blobs (blobs/), master key.",
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address `loom up` listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port `loom up` listens on.")
+
+
+class Settings(ObservabilitySettings, DatabaseSettings, LocalSettings):
+    """Everything, for processes that run the whole platform (``loom up``, the CLI, tests)."""
+
+    @property
+    def pg_data_dir(self) -> Path:
+        return self.home.resolve() / "pg"
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment; bad values become one clear ``ConfigError``."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(
+            f"Invalid configuration: {problems}.",
+            solution="Fix the LOOM_* environment variables (see docs/configuration.md).",
+        ) from None
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else "settings"
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    return alias if isinstance(alias, str) else f"LOOM_{field.upper()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

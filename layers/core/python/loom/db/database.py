@@ -1,0 +1,140 @@
+"""Connection pool and units of work.
+
+``Database.tenant(workspace_id)`` is the only way application code reaches tenant data: a
+transaction whose first statement is ``set_config('app.workspace_id', ..., true)``. The
+setting is transaction-local and every unit of work makes it (``system()`` to nothing),
+so a pooled connection that served one workspace shows nothing to the next unit of work.
+BEGIN and the setting travel together as one simple query, so a unit of work costs one
+round trip more than its own statements plus the COMMIT.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from loom.config import Settings
+from loom.db.urls import DatabaseUrls, describe_target, resolve_urls
+from loom.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[DictRow]
+
+# Every unit of work sets the workspace transaction-locally, even to nothing, so a value
+# left in the session by anything else never reaches it.
+_BEGIN_WITHOUT_WORKSPACE = sql.SQL("BEGIN; SELECT set_config('app.workspace_id', '', true)")
+
+
+class Database:
+    """A pool of application connections (role ``loom_app``)."""
+
+    def __init__(
+        self, urls: DatabaseUrls, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+    ) -> None:
+        self.urls = urls
+        self._timeout = timeout
+        self.pool: ConnectionPool[Conn] = ConnectionPool(
+            urls.app,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            name="loom",
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": timeout},
+            connection_class=psycopg.Connection[DictRow],
+        )
+
+    def open(self) -> Database:
+        try:
+            self.pool.open(wait=True, timeout=self._timeout)
+        except PoolTimeout:
+            self.pool.close()
+            raise DatabaseUnavailable(
+                f"Cannot connect to Postgres at {describe_target(self.urls.app)} as loom_app.",
+                solution="Check that migrations ran (`loom db migrate`) and that the loom_app "
+                "role can log in (LOOM_APP_DATABASE_URL / LOOM_APP_DB_PASSWORD).",
+            ) from None
+        return self
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Database:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def tenant(self, workspace_id: UUID | str) -> Iterator[Conn]:
+        """A transaction that sees exactly one workspace's rows."""
+        workspace = sql.Literal(str(UUID(str(workspace_id))))
+        begin = sql.SQL("BEGIN; SELECT set_config('app.workspace_id', {}, true)").format(workspace)
+        with self._connection() as conn, _transaction(conn, begin):
+            yield conn
+
+    @contextmanager
+    def system(self) -> Iterator[Conn]:
+        """A transaction with no workspace: tenant tables show nothing.
+
+        For global tables (users) and SECURITY DEFINER functions that hand out
+        (id, workspace_id) pairs for work that is then done in ``tenant``.
+        """
+        with self._connection() as conn, _transaction(conn, _BEGIN_WITHOUT_WORKSPACE):
+            yield conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise DatabaseUnavailable(
+                "No database connection became free in time.",
+                solution="Raise LOOM_POOL_MAX_SIZE or check the database for long transactions.",
+            ) from None
+
+    def ping(self) -> bool:
+        try:
+            with self._connection() as conn:
+                conn.execute("SELECT 1")
+            return True
+        except (psycopg.Error, DatabaseUnavailable):
+            return False
+
+
+@contextmanager
+def _transaction(conn: Conn, begin: sql.SQL | sql.Composed) -> Iterator[None]:
+    """Explicit BEGIN/COMMIT on an autocommit connection; nested ``conn.transaction()``
+    blocks inside become savepoints."""
+    conn.execute(begin)
+    try:
+        yield
+    except BaseException:
+        if not conn.closed and not conn.broken:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def connect(settings: Settings, *, migrate: bool = True, **kwargs: Any) -> Database:
+    """Resolve the database, apply migrations if asked, and open the pool."""
+    from loom.db.migrate import apply_migrations
+
+    urls = resolve_urls(settings)
+    if migrate:
+        password = settings.app_db_password
+        apply_migrations(urls.owner, app_password=password.get_secret_value() if password else None)
+    kwargs.setdefault("min_size", settings.pool_min_size)
+    kwargs.setdefault("max_size", settings.pool_max_size)
+    kwargs.setdefault("timeout", settings.connect_timeout_seconds)
+    return Database(urls, **kwargs).open()

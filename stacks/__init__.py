@@ -1,0 +1,1 @@
+"""CDK stacks: one per concern (network, data, api, engine, triggers, observability)."""

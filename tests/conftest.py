@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loom.db import Database, apply_migrations
+from tests.utils.pg import PgCluster, start_test_cluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> PgCluster:
+    """One embedded Postgres for the session, migrated once; stopped when the session ends."""
+    base = Path(os.environ.get("LOOM_TEST_PGDATA", tmp_path_factory.mktemp("pg")))
+    found = start_test_cluster(base / "data")
+    apply_migrations(found.urls.owner)
+    return found
+
+
+@pytest.fixture(scope="session")
+def database(cluster: PgCluster) -> Iterator[Database]:
+    db = Database(cluster.urls, min_size=1, max_size=8).open()
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def workspace(database: Database) -> uuid.UUID:
+    """A fresh workspace per test: tests isolate from each other the way tenants do."""
+    ws = uuid.uuid4()
+    with database.tenant(ws) as conn:
+        conn.execute("INSERT INTO workspaces (id, name) VALUES (%s, %s)", (ws, f"test-{ws}"))
+    return ws

@@ -1,0 +1,27 @@
+"""Health reports the database truthfully: 200 when reachable, 503 when not or stopping."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from loom.api import create_app
+from loom.db import Database, DatabaseUrls
+from tests.utils.procs import free_port
+
+
+def test_health_ok_with_the_database(database: Database) -> None:
+    with TestClient(create_app(lambda: database)) as client:
+        response = client.get("/v1/public/health")
+    assert response.status_code == 200
+    assert response.json()["database"] == "ok"
+
+
+def test_health_503_when_the_database_is_unreachable() -> None:
+    dead = f"host=127.0.0.1 port={free_port()} dbname=loom user=loom_app"
+    unreachable = Database(DatabaseUrls(owner=dead, app=dead, embedded=False), min_size=0,
+                           timeout=0.5).open()  # fmt: skip
+    with TestClient(create_app(lambda: unreachable)) as client:
+        response = client.get("/v1/public/health")
+    assert response.status_code == 503
+    assert response.json() == {"status": "degraded", "database": "unavailable",
+                               "version": response.json()["version"]}  # fmt: skip

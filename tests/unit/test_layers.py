@@ -1,0 +1,15 @@
+"""The Lambda dependency layer installs exactly the runtime dependencies of the project."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_deps_layer_matches_pyproject() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = (ROOT / "layers" / "deps" / "requirements.txt").read_text().splitlines()
+    layer = [line for line in lines if line and not line.startswith("#")]
+    assert layer == declared
