@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test install lint typecheck unit bench clean
 
 run: $(STAMP)
+	@echo "Running the demo workflow (examples/demo.json) once:"
+	@$(BIN)/loom run examples/demo.json
 	@$(BIN)/loom up
 
 test: $(STAMP) lint typecheck

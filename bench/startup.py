@@ -54,8 +54,10 @@ def main() -> None:
         started = time.perf_counter()
         proc = subprocess.Popen(
             [*LOOM, "up", "--port", str(port)],
-            env=cli_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=cli_env(home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             while True:
                 try:
@@ -63,8 +65,10 @@ def main() -> None:
                         break
                 except httpx.TransportError:
                     time.sleep(0.02)
-            print(f"{'`loom up` to healthy (warm data dir)':<42} "
-                  f"{(time.perf_counter() - started) * 1000:8.0f} ms")  # fmt: skip
+            print(
+                f"{'`loom up` to healthy (warm data dir)':<42} "
+                f"{(time.perf_counter() - started) * 1000:8.0f} ms"
+            )
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=60)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from loom.db import Database, apply_migrations
+from tests.utils.engine import Harness, harness
 from tests.utils.pg import PgCluster, start_test_cluster
 
 
@@ -34,3 +35,10 @@ def workspace(database: Database) -> uuid.UUID:
     with database.tenant(ws) as conn:
         conn.execute("INSERT INTO workspaces (id, name) VALUES (%s, %s)", (ws, f"test-{ws}"))
     return ws
+
+
+@pytest.fixture
+def engine_harness(database: Database, workspace: uuid.UUID, tmp_path: Path) -> Harness:
+    import tests.utils.test_nodes  # noqa: F401 - registers ACTION.TEST
+
+    return harness(database, workspace, tmp_path / "blobs")

@@ -19,8 +19,13 @@ def test_app_synthesizes_offline_without_credentials(tmp_path: Path) -> None:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("CDK_")
     }
-    env.update({"CDK_OUTDIR": str(tmp_path), "AWS_CONFIG_FILE": "/nonexistent",
-                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})  # fmt: skip
+    env.update(
+        {
+            "CDK_OUTDIR": str(tmp_path),
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        }
+    )
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

@@ -18,10 +18,14 @@ def test_health_ok_with_the_database(database: Database) -> None:
 
 def test_health_503_when_the_database_is_unreachable() -> None:
     dead = f"host=127.0.0.1 port={free_port()} dbname=loom user=loom_app"
-    unreachable = Database(DatabaseUrls(owner=dead, app=dead, embedded=False), min_size=0,
-                           timeout=0.5).open()  # fmt: skip
+    unreachable = Database(
+        DatabaseUrls(owner=dead, app=dead, embedded=False), min_size=0, timeout=0.5
+    ).open()
     with TestClient(create_app(lambda: unreachable)) as client:
         response = client.get("/v1/public/health")
     assert response.status_code == 503
-    assert response.json() == {"status": "degraded", "database": "unavailable",
-                               "version": response.json()["version"]}  # fmt: skip
+    assert response.json() == {
+        "status": "degraded",
+        "database": "unavailable",
+        "version": response.json()["version"],
+    }

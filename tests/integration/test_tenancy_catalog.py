@@ -9,11 +9,27 @@ from loom.db.catalog import tenant_isolation_problems
 from tests.utils.pg import PgCluster
 
 EXPECTED_TENANT_TABLES = {
-    "workspaces", "memberships", "invitations", "api_keys", "credentials", "agents",
-    "agent_versions", "workflows", "workflow_versions", "runs", "node_runs", "run_events",
-    "hil_requests", "triggers", "schedules", "queue", "dead_letters", "episodes",
-    "llm_usage", "blobs",
-}  # fmt: skip
+    "workspaces",
+    "memberships",
+    "invitations",
+    "api_keys",
+    "credentials",
+    "agents",
+    "agent_versions",
+    "workflows",
+    "workflow_versions",
+    "runs",
+    "node_runs",
+    "run_events",
+    "hil_requests",
+    "triggers",
+    "schedules",
+    "queue",
+    "dead_letters",
+    "episodes",
+    "llm_usage",
+    "blobs",
+}
 
 
 def test_every_tenant_table_has_forced_rls_and_a_full_policy(cluster: PgCluster) -> None:

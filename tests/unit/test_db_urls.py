@@ -16,8 +16,12 @@ def test_app_url_is_derived_from_database_url() -> None:
     urls = resolve_urls(settings)
     app = conninfo_to_dict(urls.app)
     assert (app["user"], app["password"], app["host"], app["port"], app["dbname"]) == (
-        "loom_app", "apppw", "db.example", "6543", "loom"
-    )  # fmt: skip
+        "loom_app",
+        "apppw",
+        "db.example",
+        "6543",
+        "loom",
+    )
     assert urls.owner == settings.database_url and not urls.embedded
 
 

@@ -55,6 +55,28 @@ class DatabaseSettings(_Base):
     )
 
 
+class EngineSettings(_Base):
+    output_threshold_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Node outputs larger than this (as JSON) go to the blob store; rows and "
+        "messages carry a reference. 256 KiB is the Step Functions payload limit.",
+    )
+    max_input_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest run input accepted, as JSON.",
+    )
+    run_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="Nodes of one run executing at once (local)."
+    )
+    engine_concurrency: int = Field(
+        default=64, ge=1, le=10_000, description="Nodes executing at once in one process."
+    )
+
+
 class LocalSettings(_Base):
     home: Path = Field(
         default=Path(".loom"),
@@ -64,7 +86,7 @@ class LocalSettings(_Base):
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port `loom up` listens on.")
 
 
-class Settings(ObservabilitySettings, DatabaseSettings, LocalSettings):
+class Settings(ObservabilitySettings, DatabaseSettings, EngineSettings, LocalSettings):
     """Everything, for processes that run the whole platform (``loom up``, the CLI, tests)."""
 
     @property

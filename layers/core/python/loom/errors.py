@@ -15,6 +15,8 @@ class LoomError(Exception):
 
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
+    # Whether trying the same thing again may succeed (a node's retry policy asks this).
+    retryable: ClassVar[bool] = True
 
     def __init__(self, message: str, *, solution: str = "", details: Any = None) -> None:
         super().__init__(message)
@@ -59,6 +61,7 @@ class Conflict(LoomError):
 class InvalidInput(LoomError):
     code = "invalid_input"
     status = 422
+    retryable = False
 
 
 class ValidationFailed(LoomError):
@@ -66,6 +69,7 @@ class ValidationFailed(LoomError):
 
     code = "validation_failed"
     status = 422
+    retryable = False
 
 
 class NotImplementedYet(LoomError):

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from loom.cli import db_commands, up_command
+from loom.cli import db_commands, up_command, workflow_commands
 from loom.config import load_settings
 from loom.errors import LoomError
 from loom.observability import configure_logging
@@ -31,6 +31,8 @@ def _configure() -> None:
 
 app.add_typer(db_commands.app, name="db")
 app.command("up")(up_command.up)
+app.command("validate")(workflow_commands.validate)
+app.command("run")(workflow_commands.run)
 
 
 def main() -> None:

@@ -29,6 +29,15 @@ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
 ORDER BY c.relname
 """
 
+# Any permissive policy but tenant_isolation that applies to the app role widens what it sees.
+_WIDENING_POLICIES = """
+SELECT p.tablename, p.policyname FROM pg_policies p
+WHERE p.schemaname = 'public' AND p.policyname <> 'tenant_isolation'
+  AND p.permissive = 'PERMISSIVE'
+  AND (p.roles && ARRAY['public', %s]::name[])
+ORDER BY 1, 2
+"""
+
 _APP_ROLE = """
 SELECT r.rolbypassrls AS bypass, r.rolsuper AS super,
        (SELECT array_agg(c.relname ORDER BY c.relname) FROM pg_class c
@@ -47,6 +56,8 @@ def tenant_isolation_problems(conn: psycopg.Connection[Any]) -> list[str]:
             problems.append(f"table {name}: row-level security is not forced")
         if not has_policy:
             problems.append(f"table {name}: no tenant policy with USING and WITH CHECK")
+    for table, policy in conn.execute(_WIDENING_POLICIES, (APP_ROLE,)).fetchall():
+        problems.append(f"table {table}: policy {policy} widens what {APP_ROLE} can see")
     role = conn.execute(_APP_ROLE, (APP_ROLE,)).fetchone()
     if role is None:
         problems.append(f"role {APP_ROLE} does not exist")

@@ -93,6 +93,14 @@ class Database:
             yield conn
 
     @contextmanager
+    def connection(self) -> Iterator[Conn]:
+        """A raw autocommit connection for units of work that pipeline their own
+        transaction (the engine's ``advance``). Until the caller sets the workspace,
+        tenant tables show nothing."""
+        with self._connection() as conn:
+            yield conn
+
+    @contextmanager
     def _connection(self) -> Iterator[Conn]:
         try:
             with self.pool.connection() as conn:

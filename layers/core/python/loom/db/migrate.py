@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 
@@ -86,7 +88,7 @@ def apply_migrations(owner_url: str, *, app_password: str | None = None) -> list
                         )
                     continue
                 started = time.perf_counter()
-                with conn.transaction():
+                with conn.transaction(), _reported(migration):
                     conn.execute(migration.sql.encode())
                     problems = tenant_isolation_problems(conn)
                     if problems:
@@ -117,6 +119,19 @@ def apply_migrations(owner_url: str, *, app_password: str | None = None) -> list
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied_now
+
+
+@contextmanager
+def _reported(migration: Migration) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MigrationError(
+            f"Migration {migration.version}_{migration.name} failed: {first}",
+            solution="The database was left as it was before this migration. The role in "
+            "DATABASE_URL must own the schema and be allowed to create roles.",
+        ) from None
 
 
 def applied_versions(owner_url: str) -> list[str]:

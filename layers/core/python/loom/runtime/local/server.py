@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import uvicorn
@@ -15,7 +16,10 @@ from loom.api import create_app
 from loom.config import Settings
 from loom.db import Database, connect
 from loom.db.urls import as_url
+from loom.engine.advance import Advance
 from loom.errors import LoomError
+from loom.runtime.local.engine_thread import EngineThread
+from loom.runtime.local.platform import build_engine
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +59,11 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
     host, port = settings.api_host, settings.api_port
     ensure_port_free(host, port)
     db: Database = connect(settings)
+    _, runner = build_engine(settings, db)
+    engine_thread = EngineThread(runner)
     try:
         app = create_app(lambda: db)
+        app.state.engine = engine_thread
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=10
         )
@@ -70,9 +77,22 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
                 data_dir=str(settings.pg_data_dir) if db.urls.embedded else None,
             )
         )
+        resumed = engine_thread.start()
+        resumed.add_done_callback(_log_resumed)
         _run_until_stopped(server)
     finally:
+        engine_thread.stop()
         db.close()
+
+
+def _log_resumed(done: Future[list[Advance]]) -> None:
+    if done.cancelled():
+        return
+    error = done.exception()
+    if error is not None:
+        log.error("resuming runs failed: %s", error)
+    else:
+        log.info("resumed runs settled: %d", len(done.result()))
 
 
 class _Stopped(Exception):

@@ -1,0 +1,2 @@
+"""The execution engine: ``advance()`` (record + plan), shared by both engines, and the
+local runner that drives it in-process."""

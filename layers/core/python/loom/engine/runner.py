@@ -1,0 +1,150 @@
+"""The local engine: the Step Functions loop, in-process with asyncio.
+
+advance → run the ready nodes concurrently (under a per-run and a global limit) → report
+what finished, batched → advance, until the run is finished or waits for a person. Waits
+are timers here and rows in the database, so a runner that restarts picks up every active
+run (``resume_all``), wakes its waits on time and resumes interrupted nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from loom.db import runs as repo
+from loom.engine.advance import Advance, Engine, Invocation
+from loom.engine.invoke import invoke
+from loom.engine.run_state import Finished, ReadyItem
+from loom.engine.service import start_child_run
+from loom.engine.states import RunStatus
+from loom.errors import LoomError
+
+log = logging.getLogger(__name__)
+
+OnAdvance = Callable[[Advance], None]
+
+
+class ChildRunFailed(LoomError):
+    code = "child_run_failed"
+
+
+class LocalRunner:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        per_run_limit: int = 16,
+        global_limit: int = 64,
+        on_advance: OnAdvance | None = None,
+    ) -> None:
+        self.engine = engine
+        self.per_run_limit = per_run_limit
+        self.global_limit = global_limit
+        self.on_advance = on_advance
+        self._global: asyncio.Semaphore | None = None
+        self._tasks: dict[UUID, set[asyncio.Task[Finished]]] = {}
+
+    def _advance(
+        self, workspace_id: UUID, run_id: UUID, finished: list[Finished] | None = None, **kw: Any
+    ) -> Advance:
+        result = self.engine.advance(workspace_id, run_id, finished or (), **kw)
+        if self.on_advance is not None:
+            self.on_advance(result)
+        return result
+
+    async def drive(self, workspace_id: UUID, run_id: UUID, *, recover: bool = False) -> Advance:
+        """Run ``run_id`` until it finishes or waits for a person; return the last state."""
+        if self._global is None:
+            self._global = asyncio.Semaphore(self.global_limit)
+        per_run = asyncio.Semaphore(self.per_run_limit)
+        in_flight: set[asyncio.Task[Finished]] = self._tasks.setdefault(run_id, set())
+        try:
+            state = self._advance(workspace_id, run_id, recover=recover)
+            while True:
+                for item in state.ready:
+                    job = self._run(item, state.invocations[item.node_id], per_run)
+                    in_flight.add(asyncio.create_task(job, name=f"{run_id}:{item.node_id}"))
+                if state.finished or not in_flight:
+                    return state
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                in_flight.difference_update(done)
+                results = [task.result() for task in done if not task.cancelled()]
+                state = self._advance(workspace_id, run_id, results)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            self._tasks.pop(run_id, None)
+
+    async def cancel(self, workspace_id: UUID, run_id: UUID, reason: str = "Cancelled.") -> Advance:
+        state = self._advance(workspace_id, run_id, cancel=reason)
+        for task in list(self._tasks.get(run_id, ())):
+            task.cancel()
+        return state
+
+    async def resume_all(self) -> list[Advance]:
+        """Pick up every active top-level run of this engine (after a restart)."""
+        with self.engine.db.system() as conn:
+            active = repo.locate_active_runs(conn, "local")
+        log.info("resuming %d active run(s)", len(active))
+        return list(
+            await asyncio.gather(*(self.drive(ws, run, recover=True) for ws, run in active))
+        )
+
+    async def _run(
+        self, item: ReadyItem, invocation: Invocation, per_run: asyncio.Semaphore
+    ) -> Finished:
+        if item.kind == "wait":
+            await _sleep_until(item.wake_at, self.engine)
+            return Finished(item.node_id, item.attempt, "completed")
+        await _sleep_until(item.not_before, self.engine)
+        assert self._global is not None
+        async with per_run, self._global:
+            return await invoke(invocation, children=_Children(self, invocation))
+
+
+class _Children:
+    """FLOW.LOOP's view of the engine: run one body as a child run and wait for it."""
+
+    def __init__(self, runner: LocalRunner, parent: Invocation) -> None:
+        self.runner = runner
+        self.parent = parent
+
+    async def run_child(self, definition: Mapping[str, Any], input: Any, *, key: str) -> Any:
+        parent = self.parent
+        run_id, status, output, error = await asyncio.to_thread(
+            start_child_run,
+            self.runner.engine.db,
+            parent.workspace_id,
+            parent.run_id,
+            parent.item.node_run_id,
+            parent.item.node_id,
+            input,
+            key,
+        )
+        if not status.finished:
+            state = await self.runner.drive(parent.workspace_id, run_id, recover=True)
+            status, output, error = state.status, state.output, state.error
+        if status is RunStatus.SUCCESS:
+            return output
+        if status is RunStatus.WAITING_FOR_HUMAN:
+            raise ChildRunFailed(
+                f"Loop iteration {key} waits for a person, which loops cannot do yet.",
+                solution="Move the approval out of the loop.",
+            )
+        reason = (error or {}).get("message", status.value) if isinstance(error, dict) else status
+        raise ChildRunFailed(
+            f"Loop iteration {key.rsplit(':', 1)[-1]} failed: {reason}",
+            solution=f"See child run {run_id}.",
+        )
+
+
+async def _sleep_until(when: datetime | None, engine: Engine) -> None:
+    if when is None:
+        return
+    delay = (when - engine.clock()).total_seconds()
+    if delay > 0:
+        await asyncio.sleep(delay)

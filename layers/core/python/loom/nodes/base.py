@@ -1,0 +1,125 @@
+"""The node contract: ``execute(ctx, parameters, inputs) -> NodeResult``.
+
+A node never talks to the engine. It gets its evaluated, validated parameters, the outputs
+of the upstream nodes whose edges led to it, and a context; it returns an output and the
+port it leaves by, or asks to wait. Its side effects must be idempotent by
+``ctx.idempotency_key``, which stays the same when an interrupted attempt is resumed.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from loom.workflows.definition import MAIN_PORT, NodeType
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """Wait for ``resume(token, payload)``: the payload then becomes the node's result."""
+
+    token: str
+    expires_at: datetime
+    request: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    output: Any = None
+    port: str = MAIN_PORT
+    suspend: Suspension | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ChildRuns(Protocol):
+    """What a node may ask of the engine: run a sub-workflow (FLOW.LOOP bodies)."""
+
+    async def run_child(self, definition: Mapping[str, Any], input: Any, *, key: str) -> Any:
+        """Run ``definition`` as a child run with idempotency ``key``; return its output."""
+        ...
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    workspace_id: UUID
+    run_id: UUID
+    node_run_id: UUID
+    node_id: str
+    attempt: int
+    run_input: Any
+    upstream: Mapping[str, Any]
+    run: Mapping[str, Any] = field(default_factory=dict)
+    children: ChildRuns | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.node_run_id}:{self.attempt}"
+
+
+class ParametersModel(BaseModel):
+    """Base of every node's parameters: unknown parameters are errors."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+
+Execute = Callable[[NodeContext, Any, Mapping[str, Any]], Awaitable[NodeResult]]
+PortsFor = Callable[[Mapping[str, Any]], tuple[str, ...]]
+
+NodeKind = Literal["trigger", "task", "wait"]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What a node type is: its parameters, ports, and how it runs.
+
+    ``kind``: ``trigger`` nodes start runs and output the run input; ``wait`` nodes are
+    durable timers the engine runs itself (a Wait state on AWS); ``task`` nodes run
+    ``execute``. ``output_ports`` may depend on the parameters (FLOW.SWITCH). Parameters
+    named in ``deferred`` reach the node unevaluated: it evaluates them itself, per item
+    (FLOW.FILTER's condition) or not at all (FLOW.LOOP's body, a definition of its own).
+    """
+
+    type: NodeType
+    subtype: str
+    description: str
+    parameters: builtins.type[ParametersModel]  # `type` is a field name in this class
+    execute: Execute | None = None
+    kind: NodeKind = "task"
+    inputs: tuple[str, ...] = (MAIN_PORT,)
+    outputs: tuple[str, ...] = (MAIN_PORT,)
+    output_ports: PortsFor | None = None
+    side_effects: bool = False
+    deferred: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> tuple[NodeType, str]:
+        return (self.type, self.subtype)
+
+    def ports(self, parameters: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.output_ports(parameters) if self.output_ports else self.outputs
+
+    def catalogue_entry(self) -> dict[str, Any]:
+        return {
+            "type": self.type.value,
+            "subtype": self.subtype,
+            "description": self.description,
+            "kind": self.kind,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "dynamic_outputs": self.output_ports is not None,
+            "side_effects": self.side_effects,
+            "parameters": self.parameters.model_json_schema(),
+        }
+
+
+def combined_input(inputs: Mapping[str, Any]) -> Any:
+    """What a pass-through node forwards: its one input as is, several by node id."""
+    if len(inputs) == 1:
+        return next(iter(inputs.values()))
+    return dict(inputs) if inputs else None

@@ -1,0 +1,48 @@
+"""The local engine inside ``loom up``: a runner on its own thread and event loop, so the
+API's loop never waits on node work, and node work never waits on HTTP requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+from uuid import UUID
+
+from loom.engine.advance import Advance
+from loom.engine.runner import LocalRunner
+
+log = logging.getLogger(__name__)
+
+
+class EngineThread:
+    def __init__(self, runner: LocalRunner) -> None:
+        self.runner = runner
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="loom-engine", daemon=True
+        )
+
+    def start(self) -> Future[list[Advance]]:
+        """Start the loop and resume every active run; the future resolves when those
+        runs have finished or wait for a person."""
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self.runner.resume_all(), self._loop)
+
+    def submit(self, workspace_id: UUID, run_id: UUID) -> Future[Advance]:
+        return asyncio.run_coroutine_threadsafe(self.runner.drive(workspace_id, run_id), self._loop)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Cancel what is in flight (it resumes on the next start) and stop the loop."""
+
+        async def _cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result(timeout)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+        self._loop.close()

@@ -1,0 +1,1 @@
+"""Workflow definitions: the model, validation, versions and diffs."""

@@ -1,0 +1,154 @@
+"""Saving, versioning and reading workflows.
+
+Every save validates the whole definition and appends an immutable version; a live pointer
+says which version new runs use. Definitions are cached by (workflow, version): a version
+never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from loom.db import workflows as repo
+from loom.db.database import Conn, Database
+from loom.errors import InvalidInput, NotFound
+from loom.workflows.definition import WorkflowDefinition
+from loom.workflows.validation import validate_definition
+
+
+@dataclass(frozen=True)
+class SavedVersion:
+    workflow_id: UUID
+    version: int
+    created: bool
+
+
+def checksum(definition: dict[str, Any]) -> str:
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def create_workflow(
+    db: Database, workspace_id: UUID, raw: Any, *, created_by: UUID | None = None
+) -> SavedVersion:
+    definition = validate_definition(raw).to_json()
+    with db.tenant(workspace_id) as conn:
+        row = repo.insert_workflow(
+            conn,
+            workspace_id=workspace_id,
+            name=definition["name"],
+            description=definition.get("description", ""),
+            created_by=created_by,
+        )
+        version = repo.add_version(
+            conn,
+            workspace_id=workspace_id,
+            workflow_id=row["id"],
+            definition=definition,
+            checksum=checksum(definition),
+            created_by=created_by,
+            publish=True,
+        )
+    return SavedVersion(row["id"], version, created=True)
+
+
+def save_version(
+    db: Database,
+    workspace_id: UUID,
+    workflow_id: UUID,
+    raw: Any,
+    *,
+    created_by: UUID | None = None,
+    publish: bool = True,
+) -> SavedVersion:
+    definition = validate_definition(raw).to_json()
+    with db.tenant(workspace_id) as conn:
+        _require(conn, workflow_id, lock=True)
+        version = repo.add_version(
+            conn,
+            workspace_id=workspace_id,
+            workflow_id=workflow_id,
+            definition=definition,
+            checksum=checksum(definition),
+            created_by=created_by,
+            publish=publish,
+        )
+    return SavedVersion(workflow_id, version, created=False)
+
+
+def save_by_name(db: Database, workspace_id: UUID, raw: Any) -> SavedVersion:
+    """The CLI's save: reuse the latest version of the workflow with this name when the
+    definition is unchanged; otherwise add a version (or create the workflow)."""
+    definition = validate_definition(raw).to_json()
+    digest = checksum(definition)
+    with db.tenant(workspace_id) as conn:
+        existing = repo.find_workflow_by_name(conn, definition["name"])
+        if existing is not None:
+            latest = repo.get_version(conn, existing["id"], existing["latest_version"])
+            if latest is not None and latest["checksum"] == digest:
+                if existing["live_version"] != latest["version"]:
+                    repo.set_live_version(conn, existing["id"], latest["version"])
+                return SavedVersion(existing["id"], latest["version"], created=False)
+    if existing is None:
+        return create_workflow(db, workspace_id, definition)
+    return save_version(db, workspace_id, existing["id"], definition)
+
+
+def publish(db: Database, workspace_id: UUID, workflow_id: UUID, version: int) -> None:
+    with db.tenant(workspace_id) as conn:
+        _require(conn, workflow_id, lock=True)
+        if repo.get_version(conn, workflow_id, version) is None:
+            raise NotFound(
+                f"Workflow {workflow_id} has no version {version}.",
+                solution="List the versions with GET /v1/workflows/{id}/versions.",
+            )
+        repo.set_live_version(conn, workflow_id, version)
+
+
+def live_version(conn: Conn, workflow_id: UUID) -> int:
+    row = _require(conn, workflow_id)
+    if row["live_version"] is None:
+        raise InvalidInput(
+            f"Workflow {workflow_id} has no published version.", solution="Publish a version first."
+        )
+    return int(row["live_version"])
+
+
+def load_definition(conn: Conn, workflow_id: UUID, version: int) -> WorkflowDefinition:
+    cached = _cached(workflow_id, version)
+    if cached is not None:
+        return cached
+    row = repo.get_version(conn, workflow_id, version)
+    if row is None:
+        raise NotFound(
+            f"Workflow {workflow_id} version {version} not found.",
+            solution="Check the workflow id and version.",
+        )
+    definition = WorkflowDefinition.model_validate(row["definition"])
+    _remember(workflow_id, version, definition)
+    return definition
+
+
+_CACHE: dict[tuple[UUID, int], WorkflowDefinition] = {}
+_CACHE_LIMIT = 512
+
+
+def _cached(workflow_id: UUID, version: int) -> WorkflowDefinition | None:
+    return _CACHE.get((workflow_id, version))
+
+
+def _remember(workflow_id: UUID, version: int, definition: WorkflowDefinition) -> None:
+    if len(_CACHE) >= _CACHE_LIMIT:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[(workflow_id, version)] = definition
+
+
+def _require(conn: Conn, workflow_id: UUID, *, lock: bool = False) -> dict[str, Any]:
+    row = repo.get_workflow(conn, workflow_id, lock=lock)
+    if row is None:
+        raise NotFound(f"Workflow {workflow_id} not found.", solution="Check the workflow id.")
+    return row
