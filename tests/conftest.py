@@ -5,9 +5,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loom.db import Database, apply_migrations
+from tests.utils.api import ApiServer, start_api_server, test_settings
 from tests.utils.engine import Harness, harness
 from tests.utils.pg import PgCluster, start_test_cluster
 
@@ -42,3 +44,16 @@ def engine_harness(database: Database, workspace: uuid.UUID, tmp_path: Path) -> 
     import tests.utils.test_nodes  # noqa: F401 - registers ACTION.TEST
 
     return harness(database, workspace, tmp_path / "blobs")
+
+
+@pytest.fixture(scope="session")
+def api_server(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """The whole API on 127.0.0.1 over the session database (see tests/utils/api.py)."""
+    with start_api_server(database, test_settings(tmp_path_factory.mktemp("api"))) as server:
+        yield server
+
+
+@pytest.fixture
+def client(api_server: ApiServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_server.base_url, timeout=30) as http:
+        yield http

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from loom.api import create_app
+from loom.api.app import create_app
 from loom.db import Database, DatabaseUrls
 from tests.utils.procs import free_port
 

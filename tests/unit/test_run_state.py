@@ -22,10 +22,16 @@ def _state(nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> RunState
     )
     graph = Graph.build(definition)
     return RunState(
-        run_id=uuid.uuid4(), workspace_id=uuid.uuid4(), workflow_id=uuid.uuid4(), version=1,
-        graph=graph, input={"x": 1}, status=RunStatus.NEW, last_seq=1,
+        run_id=uuid.uuid4(),
+        workspace_id=uuid.uuid4(),
+        workflow_id=uuid.uuid4(),
+        version=1,
+        graph=graph,
+        input={"x": 1},
+        status=RunStatus.NEW,
+        last_seq=1,
         nodes={n: NodeState(node_id=n, node_run_id=uuid.uuid4()) for n in graph.order},
-    )  # fmt: skip
+    )
 
 
 def _t(node_id: str, **extra: Any) -> dict[str, Any]:
@@ -59,10 +65,16 @@ def test_wait_all_merge_waits_for_every_branch_and_counts_skips_as_resolved() ->
     cond = {"id": "if", "type": "FLOW", "subtype": "IF", "parameters": {"condition": True}}
     state = _state(
         [cond, _t("yes"), _t("no"), _t("slow"), merge],
-        [{"from": "start", "to": "if"}, {"from": "start", "to": "slow"},
-         {"from": "if", "to": "yes", "port": "true"}, {"from": "if", "to": "no", "port": "false"},
-         {"from": "yes", "to": "m"}, {"from": "no", "to": "m"}, {"from": "slow", "to": "m"}],
-    )  # fmt: skip
+        [
+            {"from": "start", "to": "if"},
+            {"from": "start", "to": "slow"},
+            {"from": "if", "to": "yes", "port": "true"},
+            {"from": "if", "to": "no", "port": "false"},
+            {"from": "yes", "to": "m"},
+            {"from": "no", "to": "m"},
+            {"from": "slow", "to": "m"},
+        ],
+    )
     assert sorted(i.node_id for i in state.plan(NOW)) == ["if", "slow"]
     assert _done(state, "if", port="true") == ["yes"]
     assert state.nodes["no"].status is NodeStatus.SKIPPED
@@ -72,9 +84,15 @@ def test_wait_all_merge_waits_for_every_branch_and_counts_skips_as_resolved() ->
 
 def test_first_merge_runs_on_the_first_arrival_only() -> None:
     merge = {"id": "m", "type": "FLOW", "subtype": "MERGE", "parameters": {"mode": "first"}}
-    state = _state([_t("a"), _t("b"), merge],
-                   [{"from": "start", "to": "a"}, {"from": "start", "to": "b"},
-                    {"from": "a", "to": "m"}, {"from": "b", "to": "m"}])  # fmt: skip
+    state = _state(
+        [_t("a"), _t("b"), merge],
+        [
+            {"from": "start", "to": "a"},
+            {"from": "start", "to": "b"},
+            {"from": "a", "to": "m"},
+            {"from": "b", "to": "m"},
+        ],
+    )
     state.plan(NOW)
     assert _done(state, "b") == ["m"]
     assert _done(state, "a") == []
@@ -83,9 +101,15 @@ def test_first_merge_runs_on_the_first_arrival_only() -> None:
 
 def test_all_inactive_inputs_skip_and_the_skip_propagates_to_the_end() -> None:
     cond = {"id": "if", "type": "FLOW", "subtype": "IF", "parameters": {"condition": False}}
-    state = _state([cond, _t("a"), _t("b"), _t("c")],
-                   [{"from": "start", "to": "if"}, {"from": "if", "to": "a", "port": "true"},
-                    {"from": "a", "to": "b"}, {"from": "b", "to": "c"}])  # fmt: skip
+    state = _state(
+        [cond, _t("a"), _t("b"), _t("c")],
+        [
+            {"from": "start", "to": "if"},
+            {"from": "if", "to": "a", "port": "true"},
+            {"from": "a", "to": "b"},
+            {"from": "b", "to": "c"},
+        ],
+    )
     state.plan(NOW)
     assert _done(state, "if", port="false") == []
     assert [state.nodes[n].status for n in "abc"] == [NodeStatus.SKIPPED] * 3

@@ -77,6 +77,63 @@ class EngineSettings(_Base):
     )
 
 
+class AuthSettings(_Base):
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for Loom's access tokens (HS256). Unset locally: generated "
+        "once into LOOM_HOME/jwt.key (mode 0600). Required on AWS.",
+    )
+    jwt_issuer: str = Field(default="loom", description="`iss` of Loom's access tokens.")
+    jwt_audience: str = Field(default="loom-api", description="`aud` of Loom's access tokens.")
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=3600, le=365 * 86_400)
+    oidc_issuer: str | None = Field(
+        default=None, description="Also accept JWTs from this OIDC issuer (e.g. Cognito)."
+    )
+    oidc_audience: str | None = Field(default=None, description="`aud` required of OIDC JWTs.")
+    oidc_jwks_url: str | None = Field(
+        default=None, description="Where the OIDC issuer publishes its signing keys (JWKS)."
+    )
+
+
+class HttpSettings(_Base):
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (JSON list). Empty: none."
+    )
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        le=100 * 1024 * 1024,
+        description="Largest request body, after decompression; larger answers 413.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="Requests per minute per API key or user."
+    )
+    ip_rate_limit_per_minute: int = Field(
+        default=1200, ge=1, description="Requests per minute per client address."
+    )
+    public_rate_limit_per_minute: int = Field(
+        default=60, ge=1, description="Requests per minute per address to /v1/public and auth."
+    )
+    trusted_proxies: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description="Proxies in front of Loom whose X-Forwarded-For entries to trust (0: none).",
+    )
+
+
+class VaultSettings(_Base):
+    master_key_file: Path | None = Field(
+        default=None,
+        description="Local master key for the credentials vault. Unset: LOOM_HOME/master.key, "
+        "generated once with mode 0600.",
+    )
+    kms_key_id: str | None = Field(
+        default=None, description="On AWS: the KMS key that wraps credential data keys."
+    )
+
+
 class LocalSettings(_Base):
     home: Path = Field(
         default=Path(".loom"),
@@ -86,7 +143,15 @@ class LocalSettings(_Base):
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port `loom up` listens on.")
 
 
-class Settings(ObservabilitySettings, DatabaseSettings, EngineSettings, LocalSettings):
+class Settings(
+    ObservabilitySettings,
+    DatabaseSettings,
+    EngineSettings,
+    AuthSettings,
+    HttpSettings,
+    VaultSettings,
+    LocalSettings,
+):
     """Everything, for processes that run the whole platform (``loom up``, the CLI, tests)."""
 
     @property

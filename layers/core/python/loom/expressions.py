@@ -3,27 +3,32 @@
 A parameter string may hold JSONata between ``{%`` and ``%}`` (the delimiters AWS Step
 Functions uses). A string that is exactly one expression becomes the expression's JSON value;
 a string mixing text and expressions becomes a string. Expressions see ``$input`` (also bound
-to ``$``), ``$nodes`` and ``$run``.
+to ``$``), ``$nodes``, ``$run`` and any ``ExpressionContext.variables``.
 
 Workflow authors write these expressions, so they are treated as untrusted, and the engine
 (jsonata-python 0.7) needs help to make that safe:
 
-* Data only. The context is converted to plain JSON before binding, no Python function is
-  registered, and results are converted back to plain JSON (a function value is an error).
-  JSONata paths only ever index dicts and lists, so nothing reaches attributes or modules.
+* Data only. The context is copied into plain JSON before binding, results are copied back
+  into plain JSON (a function value is an error), and no Python function is exposed: the only
+  natives are the library's built-ins, a few of them behind the checks below. JSONata paths
+  only index dicts and lists, so nothing reaches attributes, modules or the environment.
 * Time. jsonata-python's own ``Timebox`` (``Jsonata(expr, timeout=..., stack=...)``) cannot be
   used: it starts its clock when the expression is *compiled*, keeps its depth counter on the
   shared compiled object, and hooks in through the frame variables ``__evaluate_entry`` /
   ``__evaluate_exit``, which an expression can rebind (``$__evaluate_entry := $undefined``
   turns the box off). Instead each thread evaluates on its own ``_Engine`` whose ``eval``
-  method (the same entry/exit points the Timebox uses) checks a per-call deadline and depth.
+  method (the same entry/exit points the Timebox uses) checks a per-call deadline, the depth
+  and the size of what each step returns.
   Built-ins that loop in Python without calling ``eval`` (``$sum`` over a big range spends
   seconds validating its argument) are stopped by a watchdog thread that raises an
   asynchronous exception in the evaluating thread at the deadline. Evaluation runs in the
   caller's thread, so nothing keeps running after a timeout; the watchdog only sleeps.
-* Memory. Ranges, arrays and objects are capped at ``_MAX_ITEMS`` entries and strings at
-  ``_MAX_STRING_CHARS``; the built-ins that can multiply memory in one C call (``$pad``,
-  ``$join``, ``$replace``, ``$string``, ``$clone``, ``&``, transforms) are checked first.
+* Memory. Arrays (ranges included) and objects are capped at ``_MAX_ITEMS`` entries and
+  strings at ``_MAX_STRING_CHARS``, with running totals per expression; the built-ins that
+  can multiply memory in one C call (``$pad``, ``$join``, ``$split``, ``$replace``,
+  ``$string``, ``$clone``, ``&``, transforms) check sizes first, counting shared parts as
+  often as JSON would repeat them, and refuse values nested deeper than ``_MAX_NESTING``
+  (the C JSON encoder recurses on the C stack).
 * Regular expressions. The library compiles them with Python ``re``, which backtracks in C
   where no timeout can reach it (``/(a+)+b/`` hangs a thread). They are compiled here into a
   small Pike VM instead: linear time, interruptible, without backreferences or lookaround.
@@ -53,7 +58,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -84,8 +89,10 @@ _MAX_ITEMS = 100_000  # entries in any array (ranges included) or object built w
 _MAX_STRING_CHARS = 5_000_000  # characters in any string built while evaluating
 _MAX_TOTAL_ITEMS = 2_000_000  # array entries all eval steps of one expression may return
 _MAX_TOTAL_CHARS = 25_000_000  # characters all string-building steps of one expression return
-_MAX_CONTEXT_DEPTH = 256  # nesting of $input / $nodes / $run
-_MAX_OUTPUT_DEPTH = 512  # nesting of a result
+# Nesting of the context, of results and of anything serialised: the C JSON encoder recurses
+# on the C stack (jsonata raises the recursion limit to 10000), and a value 9000 levels deep
+# crashes the process in a thread with a 256 KiB stack.
+_MAX_NESTING = 200
 _QUOTE_CHARS = 120  # how much of an expression error messages quote
 _REGEX_MAX_SOURCE = 1_000
 _REGEX_MAX_PROGRAM = 10_000  # Pike VM instructions, after expanding {m,n}
@@ -130,13 +137,26 @@ class ExpressionTimeout(ExpressionError):
     code = "expression_timeout"
 
 
+_RESERVED_VARIABLES = frozenset({"input", "nodes", "run"})
+_VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
 @dataclass(frozen=True)
 class ExpressionContext:
-    """What an expression can read: ``$input`` (and ``$``), ``$nodes`` and ``$run``."""
+    """What an expression can read: ``$input`` (and ``$``), ``$nodes`` and ``$run``.
+
+    ``variables`` binds more names for one evaluation, e.g. ``{"item": x}`` as ``$item``.
+    """
 
     input: Any
     nodes: Mapping[str, Any]
     run: Mapping[str, Any]
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.variables:
+            if name in _RESERVED_VARIABLES or not _VARIABLE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} cannot be an expression variable name")
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,6 +262,9 @@ class _TooDeep(_Abort):
     pass
 
 
+_PYTHON_STACK = "the Python interpreter allows"  # a RecursionError, not max_depth
+
+
 class _TooBig(_Abort):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -302,7 +325,7 @@ class _Guard:
 
 
 # Eval steps that hand back a value that already exists, and those that build new strings.
-_LOOKUP_STEPS = frozenset({"variable", "block", "condition", "parent", "bind"})
+_LOOKUP_STEPS = frozenset({"variable", "name", "block", "condition", "parent", "bind"})
 _NEW_STRING_STEPS = frozenset({"function", "binary", "apply", "partial", "transform"})
 
 
@@ -897,30 +920,56 @@ def _compile_regex(pattern: str, flags: RegexFlags) -> _SafePattern:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_json_size(value: Any, limit: int = _MAX_STRING_CHARS) -> None:
-    """Refuse to serialise ``value`` if its JSON would exceed ``limit`` characters.
+def _leaf_size(item: Any) -> int:
+    if isinstance(item, str):
+        return len(item) + 2
+    if isinstance(item, int | float) and not isinstance(item, bool):
+        return len(repr(item))
+    return 5
 
-    Counts with repetition (arrays and objects can share parts, so the JSON of a small value
-    can be huge) and stops as soon as the limit is passed.
+
+def _check_json_size(value: Any, limit: int = _MAX_STRING_CHARS) -> None:
+    """Refuse to serialise ``value`` if its JSON would exceed about ``limit`` characters.
+
+    Arrays and objects can share parts, so the JSON of a small value can be huge: sizes are
+    computed once per container (by identity) and summed with repetition, which takes time
+    proportional to the value's size in memory, not to its JSON.
     """
-    size = 0
-    stack = [value]
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    pending: set[int] = set()
+    stack: list[Any] = [value]
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            size += len(item) + 2
-        elif isinstance(item, dict):
-            size += 2
-            for key, child in item.items():
-                size += len(str(key)) + 4
-                stack.append(child)
-        elif isinstance(item, list):
-            size += 2 + len(item)
-            stack.extend(item)
-        else:
-            size += 8
-        if size > limit:
-            raise _TooBig(f"a JSON text of more than {limit} characters")
+        item = stack[-1]
+        if not isinstance(item, dict | list) or id(item) in sizes:
+            stack.pop()
+            continue
+        children = list(item.values()) if isinstance(item, dict) else item
+        if id(item) not in pending:  # first visit: size the children first
+            pending.add(id(item))
+            for child in children:
+                if isinstance(child, dict | list) and id(child) not in sizes:
+                    if id(child) in pending:
+                        raise _TooBig("a value that contains itself")
+                    stack.append(child)
+            continue
+        stack.pop()
+        size = 1 + max(1, len(children))  # brackets and commas; never above the real size
+        depth = 1
+        if isinstance(item, dict):
+            size += sum(len(str(key)) + 3 for key in item)
+        for child in children:
+            if isinstance(child, dict | list):
+                size += sizes[id(child)]
+                depth = max(depth, depths[id(child)] + 1)
+            else:
+                size += _leaf_size(child)
+            if size > limit:
+                raise _TooBig(f"a JSON text of more than {limit} characters")
+        if depth > _MAX_NESTING:
+            raise _TooBig(f"a value nested deeper than {_MAX_NESTING} levels")
+        sizes[id(item)] = size
+        depths[id(item)] = depth
 
 
 def _lib(name: str) -> Any:
@@ -1168,8 +1217,8 @@ class _NotJson(Exception):
 
 def _to_json(value: Any, where: str, depth: int = 0) -> _Json:
     """A fresh copy of ``value`` made of plain JSON types, or ``_NotJson``."""
-    if depth > _MAX_CONTEXT_DEPTH:
-        raise _NotJson(where, f"nesting deeper than {_MAX_CONTEXT_DEPTH} levels")
+    if depth > _MAX_NESTING:
+        raise _NotJson(where, f"nesting deeper than {_MAX_NESTING} levels")
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
@@ -1200,11 +1249,11 @@ def _from_engine(value: Any, budget: int) -> _Json:
 
     def convert(item: Any, depth: int) -> _Json:
         nonlocal size
-        if depth > _MAX_OUTPUT_DEPTH:
-            raise _TooBig(f"a result nested deeper than {_MAX_OUTPUT_DEPTH} levels")
+        if depth > _MAX_NESTING:
+            raise _TooBig(f"a result nested deeper than {_MAX_NESTING} levels")
         size += (len(item) + 2) if isinstance(item, str) else 2
         if size > budget:
-            raise _TooBig("")
+            raise _TooBig(f"a JSON text of more than {budget} characters")
         if item is None or item is _Null:
             return None
         if isinstance(item, bool | str | int):
@@ -1283,10 +1332,11 @@ class _Run:
             where, source = self.current
             try:
                 self.bindings = {
-                    "input": _to_json(self.ctx.input, "$input"),
-                    "nodes": _to_json(self.ctx.nodes, "$nodes"),
-                    "run": _to_json(self.ctx.run, "$run"),
+                    name: _to_json(value, f"${name}") for name, value in self.ctx.variables.items()
                 }
+                self.bindings["input"] = _to_json(self.ctx.input, "$input")
+                self.bindings["nodes"] = _to_json(self.ctx.nodes, "$nodes")
+                self.bindings["run"] = _to_json(self.ctx.run, "$run")
             except _NotJson as exc:
                 raise ExpressionError(
                     f"The data for the expression at {where} holds {exc}, which is not JSON.",
@@ -1321,7 +1371,7 @@ class _Run:
         try:
             raw = _engine().run(ast, bindings["input"], bindings)
         except RecursionError:
-            raise _TooDeep from None
+            raise _TooDeep(_PYTHON_STACK) from None
         except MemoryError:
             raise _TooBig("more memory than is available") from None
         except JException as exc:
@@ -1335,13 +1385,14 @@ class _Run:
     def to_json(self, raw: Any) -> _Json:
         limit = self.max_result_bytes
         try:
+            _check_json_size(raw, limit)  # quick refusal, also for shared structure
             out = _from_engine(raw, limit)
         except _NotJsonResult as exc:
             raise self.fail(
                 str(exc), "Return JSON data; call functions ($f(x)) rather than returning them."
             ) from None
         except _TooBig as exc:
-            if exc.reason:
+            if "JSON text" not in exc.reason:
                 raise
             raise self.too_big(f"more than {limit}") from None
         size = len(_json_text(out).encode())
@@ -1396,8 +1447,9 @@ class _Run:
                 ExpressionTimeout,
             )
         if isinstance(exc, _TooDeep):
+            limit = exc.args[0] if exc.args else f"{self.max_depth} levels"
             return self.fail(
-                f"nested deeper than {self.max_depth} levels",
+                f"nested deeper than {limit}",
                 "Make recursive functions stop (or recurse only in tail position), "
                 "and split deeply nested expressions.",
             )
@@ -1420,15 +1472,21 @@ def evaluate(
 ) -> Any:
     """A copy of ``value`` with every ``{% %}`` expression evaluated against ``ctx``.
 
+    A string that is one expression (whitespace around allowed) becomes its JSON value
+    (undefined becomes None); a string mixing text and expressions becomes a string, each
+    result rendered as-is if a string, else as compact JSON (undefined as nothing).
     ``where`` names the location of ``value`` in error messages (paths inside it are
     appended). ``timeout_ms`` bounds the whole call, ``max_depth`` the evaluation nesting of
     each expression (jsonata's stack depth), ``max_result_bytes`` the compact JSON of each
     expression's result. Every failure is an ``ExpressionError`` (``ExpressionTimeout`` for
-    time).
+    time). ``value`` and ``ctx`` are never modified.
     """
     run = _Run(ctx, where, timeout_ms, max_depth, max_result_bytes)
     if not contains_expression(value):
-        return run.walk(value, where)
+        try:
+            return run.walk(value, where)
+        except RecursionError:
+            raise run.limit_error(_TooDeep(_PYTHON_STACK)) from None
     guard = _Guard(time.monotonic() + timeout_ms / 1000, max_depth)
     previous = _STATE.guard
     watchdog = _WATCHDOG
@@ -1446,4 +1504,4 @@ def evaluate(
     except _Abort as exc:
         raise run.limit_error(exc) from None
     except RecursionError:
-        raise run.limit_error(_TooDeep()) from None
+        raise run.limit_error(_TooDeep(_PYTHON_STACK)) from None

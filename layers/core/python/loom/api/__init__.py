@@ -1,5 +1,2 @@
-"""The HTTP API: an app factory and one router per area, each mountable alone."""
-
-from loom.api.app import create_app
-
-__all__ = ["create_app"]
+"""The HTTP API: an app factory (``loom.api.app``) and one router per area
+(``loom.api.routes``), each mountable alone so a Lambda function loads only its own."""

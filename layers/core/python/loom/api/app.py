@@ -9,15 +9,28 @@ from fastapi import APIRouter, FastAPI
 
 from loom import __version__
 from loom.api.errors import install_error_handlers
-from loom.api.routes import public
+from loom.api.middleware import install_middleware
+from loom.api.routes import api_keys, auth, nodes, public, runs, workflows, workspaces
+from loom.config import Settings, get_settings
 from loom.db import Database
+from loom.engine.dispatch import RunDispatcher
 
-ALL_ROUTERS: tuple[APIRouter, ...] = (public.router,)
+ALL_ROUTERS: tuple[APIRouter, ...] = (
+    public.router,
+    workflows.router,
+    runs.router,
+    nodes.router,
+    auth.router,
+    workspaces.router,
+    api_keys.router,
+)
 
 
 def create_app(
     db_factory: Callable[[], Database],
     *,
+    settings: Settings | None = None,
+    dispatcher: RunDispatcher | None = None,
     routers: Sequence[APIRouter] = ALL_ROUTERS,
 ) -> FastAPI:
     """Build an app holding ``routers``.
@@ -36,7 +49,10 @@ def create_app(
             app.state.shutting_down = True
 
     app = FastAPI(title="Loom API", version=__version__, lifespan=lifespan)
+    app.state.settings = settings or get_settings()
+    app.state.dispatcher = dispatcher
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
+    install_middleware(app, app.state.settings)
     return app

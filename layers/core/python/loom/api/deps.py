@@ -1,11 +1,14 @@
-"""Dependencies shared by the routers."""
+"""Dependencies shared by the routers: the database, the settings, and the caller."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from loom.auth.principal import Principal, Role
+from loom.config import Settings
 from loom.db import Database
 from loom.errors import DatabaseUnavailable
 
@@ -17,4 +20,31 @@ def get_db(request: Request) -> Database:
     return db
 
 
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 DatabaseDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_principal(request: Request, db: DatabaseDep, settings: SettingsDep) -> Principal:
+    """The caller, from its bearer token or API key; 401 without a valid one."""
+    from loom.auth.authenticate import authenticate_request
+
+    return authenticate_request(request, db, settings)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def allow(role: Role, scope: str) -> Any:
+    """A dependency admitting users with at least ``role`` and API keys with ``scope``."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        principal.require(role=role, scope=scope)
+        return principal
+
+    checker: Callable[[Principal], Principal] = check
+    return Depends(checker)

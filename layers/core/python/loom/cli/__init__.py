@@ -33,6 +33,7 @@ app.add_typer(db_commands.app, name="db")
 app.command("up")(up_command.up)
 app.command("validate")(workflow_commands.validate)
 app.command("run")(workflow_commands.run)
+app.command("nodes")(workflow_commands.nodes)
 
 
 def main() -> None:

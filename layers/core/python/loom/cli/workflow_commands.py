@@ -47,6 +47,13 @@ def validate(path: Annotated[Path, typer.Argument(help="A workflow definition (J
     )
 
 
+def nodes() -> None:
+    """Print the node catalogue (types, parameters as JSON Schema, ports) as JSON."""
+    from loom.nodes.registry import catalogue
+
+    typer.echo(json.dumps(catalogue(), indent=2))
+
+
 def run(
     path: Annotated[Path, typer.Argument(help="A workflow definition (JSON).")],
     input: Annotated[

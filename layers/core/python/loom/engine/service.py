@@ -252,3 +252,32 @@ def _detail(conn: Conn, run_id: UUID) -> RunDetail:
     if run is None:
         raise NotFound(f"Run {run_id} not found.", solution="Check the run id.")
     return RunDetail(run, repo.node_runs(conn, run_id))
+
+
+def list_runs(
+    db: Database,
+    workspace_id: UUID,
+    *,
+    workflow_id: UUID | None,
+    status: str | None,
+    limit: int,
+    before: Any,
+) -> list[dict[str, Any]]:
+    with db.tenant(workspace_id) as conn:
+        return repo.list_runs(
+            conn, workflow_id=workflow_id, status=status, limit=limit, before=before
+        )
+
+
+def events_page(
+    db: Database, workspace_id: UUID, run_id: UUID, after: int, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Events after ``after``, and whether the run is over with nothing left to send."""
+    with db.tenant(workspace_id) as conn:
+        run = repo.get_run(conn, run_id)
+        if run is None:
+            raise NotFound(f"Run {run_id} not found.", solution="Check the run id.")
+        events = repo.events_after(conn, run_id, after, limit)
+    last = events[-1]["seq"] if events else after
+    finished = RunStatus(run["status"]).finished and last >= run["last_seq"]
+    return events, finished

@@ -17,6 +17,7 @@ from loom.db import workflows as repo
 from loom.db.database import Conn, Database
 from loom.errors import InvalidInput, NotFound
 from loom.workflows.definition import WorkflowDefinition
+from loom.workflows.diff import DefinitionDiff, diff_definitions
 from loom.workflows.validation import validate_definition
 
 
@@ -109,6 +110,17 @@ def publish(db: Database, workspace_id: UUID, workflow_id: UUID, version: int) -
         repo.set_live_version(conn, workflow_id, version)
 
 
+def diff_versions(
+    db: Database, workspace_id: UUID, workflow_id: UUID, before: int, after: int
+) -> DefinitionDiff:
+    """What changed between two versions of a workflow, node by node and edge by edge."""
+    with db.tenant(workspace_id) as conn:
+        _require(conn, workflow_id)
+        old = load_definition(conn, workflow_id, before)
+        new = load_definition(conn, workflow_id, after)
+    return diff_definitions(old, new)
+
+
 def live_version(conn: Conn, workflow_id: UUID) -> int:
     row = _require(conn, workflow_id)
     if row["live_version"] is None:
@@ -151,4 +163,47 @@ def _require(conn: Conn, workflow_id: UUID, *, lock: bool = False) -> dict[str, 
     row = repo.get_workflow(conn, workflow_id, lock=lock)
     if row is None:
         raise NotFound(f"Workflow {workflow_id} not found.", solution="Check the workflow id.")
+    return row
+
+
+def get_workflow(db: Database, workspace_id: UUID, workflow_id: UUID) -> dict[str, Any]:
+    """The workflow row with its live definition."""
+    with db.tenant(workspace_id) as conn:
+        row = _require(conn, workflow_id)
+        version = row["live_version"] or row["latest_version"]
+        definition = load_definition(conn, workflow_id, version).to_json()
+    return {**row, "definition": definition}
+
+
+def list_workflows(
+    db: Database, workspace_id: UUID, *, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    with db.tenant(workspace_id) as conn:
+        return repo.list_workflows(conn, limit, offset)
+
+
+def delete_workflow(db: Database, workspace_id: UUID, workflow_id: UUID) -> None:
+    """Hide the workflow; its versions and runs stay, as history."""
+    with db.tenant(workspace_id) as conn:
+        if not repo.soft_delete(conn, workflow_id):
+            raise NotFound(f"Workflow {workflow_id} not found.", solution="Check the workflow id.")
+
+
+def list_versions(db: Database, workspace_id: UUID, workflow_id: UUID) -> list[dict[str, Any]]:
+    with db.tenant(workspace_id) as conn:
+        _require(conn, workflow_id)
+        return repo.list_versions(conn, workflow_id)
+
+
+def get_version(
+    db: Database, workspace_id: UUID, workflow_id: UUID, version: int
+) -> dict[str, Any]:
+    with db.tenant(workspace_id) as conn:
+        _require(conn, workflow_id)
+        row = repo.get_version(conn, workflow_id, version)
+    if row is None:
+        raise NotFound(
+            f"Workflow {workflow_id} has no version {version}.",
+            solution="List the versions with GET /v1/workflows/{id}/versions.",
+        )
     return row

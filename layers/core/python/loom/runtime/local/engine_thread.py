@@ -11,8 +11,14 @@ from uuid import UUID
 
 from loom.engine.advance import Advance
 from loom.engine.runner import LocalRunner
+from loom.engine.states import RunStatus
 
 log = logging.getLogger(__name__)
+
+
+def _log_failure(done: Future[Advance]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("driving a run failed: %s", done.exception())
 
 
 class EngineThread:
@@ -29,8 +35,15 @@ class EngineThread:
         self._thread.start()
         return asyncio.run_coroutine_threadsafe(self.runner.resume_all(), self._loop)
 
-    def submit(self, workspace_id: UUID, run_id: UUID) -> Future[Advance]:
-        return asyncio.run_coroutine_threadsafe(self.runner.drive(workspace_id, run_id), self._loop)
+    def submit(self, workspace_id: UUID, run_id: UUID) -> None:
+        future = asyncio.run_coroutine_threadsafe(
+            self.runner.drive(workspace_id, run_id), self._loop
+        )
+        future.add_done_callback(_log_failure)
+
+    def cancel(self, workspace_id: UUID, run_id: UUID, reason: str) -> RunStatus:
+        cancelled = self.runner.cancel(workspace_id, run_id, reason)
+        return asyncio.run_coroutine_threadsafe(cancelled, self._loop).result(30).status
 
     def stop(self, timeout: float = 10) -> None:
         """Cancel what is in flight (it resumes on the next start) and stop the loop."""

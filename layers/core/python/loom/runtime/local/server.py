@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from loom.api import create_app
+from loom.api.app import create_app
 from loom.config import Settings
 from loom.db import Database, connect
 from loom.db.urls import as_url
@@ -62,8 +62,7 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
     _, runner = build_engine(settings, db)
     engine_thread = EngineThread(runner)
     try:
-        app = create_app(lambda: db)
-        app.state.engine = engine_thread
+        app = create_app(lambda: db, settings=settings, dispatcher=engine_thread)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=10
         )

@@ -1,0 +1,209 @@
+"""API figures on loopback: p50, p99 and requests/s with 50 concurrent clients for 20 s each
+on GET /v1/runs/{id}, POST /v1/workflows/{id}/runs, and a bare FastAPI hello endpoint in
+the same run (separate server processes; the load comes from a third). Targets: starting
+runs at >= 40% of the hello throughput, p99 <= 50 ms. Then the cold import time of every
+functions/api module beside a bare `import fastapi`, and whether any imports litellm.
+
+usage: python bench/api.py [--seconds 20] [--clients 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.utils.procs import free_port  # noqa: E402
+
+HELLO_APP = """
+from fastapi import FastAPI
+app = FastAPI()
+@app.get("/hello")
+def hello() -> dict[str, str]:
+    return {"hello": "world"}
+"""
+
+
+def _server(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def _load(
+    method: str, url: str, *, headers: dict[str, str], body: Any, clients: int, seconds: float
+) -> tuple[list[float], int, int]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=10) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await client.request(method, url, json=body)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code >= 400:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies, errors, len(latencies)
+
+
+def _report(label: str, result: tuple[list[float], int, int], seconds: float) -> float:
+    latencies, errors, count = result
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1000
+    p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
+    rps = count / seconds
+    print(f"{label:<34}{rps:>8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   errors {errors}")
+    return rps
+
+
+def _import_times() -> None:
+    baseline = _import_seconds("import fastapi")
+    print(f"\n{'cold import':<34}{'seconds':>8}   (bare `import fastapi`: {baseline:.2f} s)")
+    for path in sorted((ROOT / "functions" / "api").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        module = f"functions.api.{path.stem}"
+        code = f"import {module}, sys; print('litellm' in sys.modules)"
+        started = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        elapsed = time.perf_counter() - started
+        print(
+            f"{module:<34}{elapsed:>8.2f}   {elapsed / baseline:4.1f}x fastapi"
+            f"   litellm imported: {out}"
+        )
+
+
+def _import_seconds(code: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "LOOM_HOME": f"{tmp}/.loom",
+            "LOOM_LOG_LEVEL": "WARNING",
+            "LOOM_RATE_LIMIT_PER_MINUTE": "10000000",
+            "LOOM_IP_RATE_LIMIT_PER_MINUTE": "10000000",
+            "LOOM_PUBLIC_RATE_LIMIT_PER_MINUTE": "10000000",
+        }
+        env.pop("DATABASE_URL", None)
+        loom_port, hello_port = free_port(), free_port()
+        (Path(tmp) / "hello_app.py").write_text(HELLO_APP)
+        loom = _server([sys.executable, "-m", "loom.cli", "up", "--port", str(loom_port)], env)
+        hello = _server(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "hello_app:app",
+                "--port",
+                str(hello_port),
+                "--log-level",
+                "warning",
+                "--app-dir",
+                tmp,
+            ],
+            env,
+        )
+        try:
+            base = f"http://127.0.0.1:{loom_port}"
+            _wait(f"{base}/v1/public/health")
+            _wait(f"http://127.0.0.1:{hello_port}/hello")
+            session = httpx.post(
+                f"{base}/v1/auth/signup",
+                json={
+                    "email": "bench@example.com",
+                    "password": "correct horse battery",
+                    "workspace_name": "bench",
+                },
+            ).json()
+            headers = {"Authorization": f"Bearer {session['access_token']}"}
+            definition = json.loads((ROOT / "examples" / "transform.json").read_text())
+            flow = httpx.post(
+                f"{base}/v1/workflows",
+                headers=headers,
+                json={"name": "bench", "definition": definition},
+            ).json()["id"]
+            run_input = {"customer": {"name": "ada"}, "lines": [{"price": 2, "qty": 3}]}
+            run_id = httpx.post(
+                f"{base}/v1/workflows/{flow}/runs", headers=headers, json={"input": run_input}
+            ).json()["run_id"]
+            print(f"{args.clients} clients, {args.seconds:g} s each, cores: {os.cpu_count()}")
+            load = {"clients": args.clients, "seconds": args.seconds}
+            hello_rps = _report(
+                "GET /hello (bare FastAPI)",
+                asyncio.run(
+                    _load(
+                        "GET", f"http://127.0.0.1:{hello_port}/hello", headers={}, body=None, **load
+                    )
+                ),
+                args.seconds,
+            )
+            _report(
+                "GET /v1/runs/{id}",
+                asyncio.run(
+                    _load("GET", f"{base}/v1/runs/{run_id}", headers=headers, body=None, **load)
+                ),
+                args.seconds,
+            )
+            start_rps = _report(
+                "POST /v1/workflows/{id}/runs",
+                asyncio.run(
+                    _load(
+                        "POST",
+                        f"{base}/v1/workflows/{flow}/runs",
+                        headers=headers,
+                        body={"input": run_input},
+                        **load,
+                    )
+                ),
+                args.seconds,
+            )
+            print(f"start-run throughput / bare hello: {start_rps / hello_rps:.0%} (target >= 40%)")
+        finally:
+            for proc in (loom, hello):
+                proc.send_signal(signal.SIGINT)
+                proc.wait(60)
+    _import_times()
+
+
+if __name__ == "__main__":
+    main()

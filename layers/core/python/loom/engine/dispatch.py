@@ -1,0 +1,19 @@
+"""How the API hands runs to an engine: the local runner's thread, or (on AWS) Step
+Functions. The API only starts rows and asks the dispatcher to drive or cancel them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+from uuid import UUID
+
+from loom.engine.states import RunStatus
+
+
+class RunDispatcher(Protocol):
+    def submit(self, workspace_id: UUID, run_id: UUID) -> None:
+        """Start driving ``run_id``; returns at once."""
+        ...
+
+    def cancel(self, workspace_id: UUID, run_id: UUID, reason: str) -> RunStatus:
+        """Cancel the run and whatever of it is in flight; return its status."""
+        ...

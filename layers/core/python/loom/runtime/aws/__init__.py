@@ -1,0 +1,1 @@
+"""AWS adapters: the only place that talks to AWS (boto3 lives here and nowhere else)."""

@@ -1,0 +1,45 @@
+"""API Gateway → Lambda: one router group per function, wrapped by Mangum.
+
+The app, its settings and its database pool are built on the first invocation, not at
+import, so a cold start pays only for what this function uses, and an invalid
+environment fails that invocation with the reason instead of crashing the import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def lambda_handler_for(*routers: APIRouter) -> Handler:
+    built: list[Handler] = []
+
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if not built:
+            built.append(_build(routers))
+        return built[0](event, context)
+
+    return handle
+
+
+def _build(routers: tuple[APIRouter, ...]) -> Handler:
+    from mangum import Mangum
+
+    from loom.api.app import create_app
+    from loom.api.routes import public
+    from loom.config import get_settings
+    from loom.db import Database, resolve_urls
+
+    settings = get_settings()
+    database = Database(resolve_urls(settings), min_size=0, max_size=2)
+
+    def open_database() -> Database:
+        return database.open()
+
+    app = create_app(open_database, settings=settings, routers=(public.router, *routers))
+    handler: Handler = Mangum(app, lifespan="auto")
+    return handler

@@ -1,0 +1,233 @@
+"""The workflows and runs contract, over real HTTP against the real database and engine."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from loom.db import Database
+from loom.runtime.local.engine_thread import EngineThread
+from loom.runtime.local.platform import build_engine
+from tests.utils.api import ApiServer, Session, signup, start_api_server, test_settings
+from tests.utils.engine import example
+
+
+@pytest.fixture(scope="module")
+def server(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    settings = test_settings(tmp_path_factory.mktemp("api"))
+    _, runner = build_engine(settings, database)
+    engine = EngineThread(runner)
+    engine.start()
+    with start_api_server(database, settings, dispatcher=engine) as running:
+        yield running
+    engine.stop()
+
+
+@pytest.fixture
+def http(server: ApiServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def me(http: httpx.Client) -> Session:
+    return signup(http)
+
+
+def _create(http: httpx.Client, me: Session, name: str = "wf", definition: Any = None) -> str:
+    body = {"name": name, "definition": definition or example("transform")}
+    response = http.post("/v1/workflows", json=body, headers=me.headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _wait_finished(http: httpx.Client, me: Session, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        run = http.get(f"/v1/runs/{run_id}", headers=me.headers).json()
+        if run["status"] in ("SUCCESS", "ERROR", "CANCELLED"):
+            return dict(run)
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+def test_create_get_update_publish_and_versions(http: httpx.Client, me: Session) -> None:
+    created = http.post(
+        "/v1/workflows",
+        headers=me.headers,
+        json={"name": "Greeter", "definition": example("transform")},
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert (body["name"], body["version"], body["live_version"]) == ("Greeter", 1, 1)
+    assert body["definition"]["nodes"][1]["id"] == "shape"
+    changed = copy.deepcopy(example("transform"))
+    changed["nodes"][1]["parameters"]["value"] = {"hello": "{% $input.name %}"}
+    updated = http.put(
+        f"/v1/workflows/{body['id']}",
+        headers=me.headers,
+        json={"name": "Greeter", "definition": changed, "publish": False},
+    )
+    assert (updated.json()["version"], updated.json()["live_version"]) == (2, 1)
+    versions = http.get(f"/v1/workflows/{body['id']}/versions", headers=me.headers).json()
+    assert [v["version"] for v in versions] == [1, 2]
+    diff = http.get(f"/v1/workflows/{body['id']}/diff?from=1&to=2", headers=me.headers).json()
+    assert list(diff["nodes_changed"]) == ["shape"]
+    published = http.post(
+        f"/v1/workflows/{body['id']}/publish", headers=me.headers, json={"version": 2}
+    )
+    assert published.json()["live_version"] == 2
+    listed = http.get("/v1/workflows", headers=me.headers).json()
+    assert [w["id"] for w in listed["items"]] == [body["id"]]
+    assert http.delete(f"/v1/workflows/{body['id']}", headers=me.headers).status_code == 204
+    assert http.get(f"/v1/workflows/{body['id']}", headers=me.headers).status_code == 404
+
+
+def test_invalid_definition_lists_every_problem(http: httpx.Client, me: Session) -> None:
+    broken = example("transform")
+    broken["nodes"].append({"id": "x", "type": "ACTION", "subtype": "NOPE"})
+    broken["edges"].append({"from": "shape", "to": "ghost"})
+    response = http.post(
+        "/v1/workflows", headers=me.headers, json={"name": "bad", "definition": broken}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    paths = {d["path"] for d in error["details"]}
+    assert {"nodes[2].subtype", "edges[1].to"} <= paths
+    assert http.get("/v1/workflows", headers=me.headers).json()["items"] == []
+
+
+def test_start_a_run_and_read_it_finished(http: httpx.Client, me: Session) -> None:
+    flow = _create(http, me)
+    started = http.post(
+        f"/v1/workflows/{flow}/runs",
+        headers=me.headers,
+        json={"input": {"customer": {"name": "ada"}, "lines": [{"price": 2, "qty": 3}]}},
+    )
+    assert started.status_code == 202
+    run = _wait_finished(http, me, started.json()["run_id"])
+    assert run["status"] == "SUCCESS"
+    assert run["output"]["customer"] == "ADA" and run["output"]["total"] == 6
+    assert {n["node_id"]: n["status"] for n in run["nodes"]} == {
+        "start": "completed",
+        "shape": "completed",
+    }
+    listed = http.get(f"/v1/runs?workflow_id={flow}&status=SUCCESS", headers=me.headers).json()
+    assert [r["id"] for r in listed["items"]] == [run["id"]]
+
+
+def test_idempotency_key_starts_one_run(http: httpx.Client, me: Session) -> None:
+    flow = _create(http, me)
+    headers = {**me.headers, "Idempotency-Key": f"order-{uuid.uuid4()}"}
+    first = http.post(f"/v1/workflows/{flow}/runs", headers=headers, json={"input": {}})
+    second = http.post(f"/v1/workflows/{flow}/runs", headers=headers, json={"input": {}})
+    assert first.json()["run_id"] == second.json()["run_id"]
+    assert (first.json()["created"], second.json()["created"]) == (True, False)
+    runs = http.get(f"/v1/runs?workflow_id={flow}", headers=me.headers).json()["items"]
+    assert len(runs) == 1
+
+
+def test_events_as_json_pages_and_as_server_sent_events(http: httpx.Client, me: Session) -> None:
+    flow = _create(http, me, definition=example("parallel_merge"))
+    run_id = http.post(
+        f"/v1/workflows/{flow}/runs", headers=me.headers, json={"input": {"n": 2}}
+    ).json()["run_id"]
+    with http.stream("GET", f"/v1/runs/{run_id}/events", headers=me.headers) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        names = [
+            line.split(": ", 1)[1] for line in stream.iter_lines() if line.startswith("event: ")
+        ]
+    assert names[0] == "run_created" and names[-2:] == ["run_success", "end"]
+    page = http.get(f"/v1/runs/{run_id}/events?after=0", headers=me.headers).json()
+    assert [e["type"] for e in page["events"]] == names[:-1]
+    assert page["finished"] is True
+    later = http.get(f"/v1/runs/{run_id}/events?after={page['next_after']}", headers=me.headers)
+    assert later.json() == {"events": [], "next_after": page["next_after"], "finished": True}
+
+
+def test_cancel_and_rerun(http: httpx.Client, me: Session) -> None:
+    flow = _create(http, me, definition=example("wait"))
+    run_id = http.post(
+        f"/v1/workflows/{flow}/runs", headers=me.headers, json={"input": {"seconds": 60}}
+    ).json()["run_id"]
+    time.sleep(0.3)
+    cancelled = http.post(f"/v1/runs/{run_id}/cancel", headers=me.headers)
+    assert cancelled.json()["status"] == "CANCELLED"
+    assert _wait_finished(http, me, run_id)["status"] == "CANCELLED"
+    rerun = http.post(f"/v1/runs/{run_id}/rerun", headers=me.headers, json={"from_node": "pause"})
+    assert rerun.status_code == 202
+    again = rerun.json()["run_id"]
+    time.sleep(0.3)
+    nodes = {
+        n["node_id"]: n for n in http.get(f"/v1/runs/{again}", headers=me.headers).json()["nodes"]
+    }
+    assert nodes["start"]["reused_from"] is not None and nodes["pause"]["status"] == "running"
+    assert http.post(f"/v1/runs/{again}/cancel", headers=me.headers).json()["status"] == "CANCELLED"
+    bad = http.post(f"/v1/runs/{run_id}/rerun", headers=me.headers, json={"from_node": "nope"})
+    assert bad.status_code == 422
+
+
+def test_node_catalogue(http: httpx.Client, me: Session) -> None:
+    catalogue = http.get("/v1/nodes", headers=me.headers).json()
+    kinds = {(n["type"], n["subtype"]) for n in catalogue["node_types"]}
+    assert {("FLOW", "LOOP"), ("ACTION", "TRANSFORM"), ("TRIGGER", "MANUAL")} <= kinds
+
+
+def test_another_workspace_sees_404_and_changes_nothing(http: httpx.Client, me: Session) -> None:
+    flow = _create(http, me)
+    run_id = http.post(f"/v1/workflows/{flow}/runs", headers=me.headers, json={"input": {}}).json()[
+        "run_id"
+    ]
+    _wait_finished(http, me, run_id)
+    other = signup(http)
+    attempts = [
+        ("GET", f"/v1/workflows/{flow}", None),
+        ("PUT", f"/v1/workflows/{flow}", {"name": "x", "definition": example("transform")}),
+        ("DELETE", f"/v1/workflows/{flow}", None),
+        ("GET", f"/v1/workflows/{flow}/versions", None),
+        ("POST", f"/v1/workflows/{flow}/publish", {"version": 1}),
+        ("POST", f"/v1/workflows/{flow}/runs", {"input": {}}),
+        ("GET", f"/v1/runs/{run_id}", None),
+        ("GET", f"/v1/runs/{run_id}/events?after=0", None),
+        ("POST", f"/v1/runs/{run_id}/cancel", None),
+        ("POST", f"/v1/runs/{run_id}/rerun", {"from_node": "shape"}),
+    ]
+    for method, url, body in attempts:
+        response = http.request(method, url, headers=other.headers, json=body)
+        assert response.status_code == 404, (method, url, response.status_code)
+    mine = http.get(f"/v1/workflows/{flow}", headers=me.headers).json()
+    assert (mine["version"], mine["name"]) == (1, "wf")
+    assert (
+        http.get(f"/v1/runs?workflow_id={flow}", headers=me.headers).json()["items"][0]["id"]
+        == run_id
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ('{"name": "x", "definition": ', 422),
+        (json.dumps({"name": 5, "definition": []}), 422),
+        (json.dumps({"name": "x", "definition": {}, "surprise": 1}), 422),
+        (json.dumps({"name": "x" * 10_000, "definition": {}}), 422),
+        (json.dumps({"name": "\u202e\u0000\ud7ff", "definition": {"nodes": "\ufeff"}}), 422),
+    ],
+)
+def test_bad_bodies_get_one_error_shape(
+    http: httpx.Client, me: Session, body: str, status: int
+) -> None:
+    response = http.post(
+        "/v1/workflows",
+        headers={**me.headers, "Content-Type": "application/json"},
+        content=body.encode("utf-8", "surrogatepass"),
+    )
+    assert response.status_code == status
+    assert set(response.json()["error"]) >= {"code", "message", "solution", "request_id"}
+    assert http.get("/v1/workflows", headers=me.headers).json()["items"] == []

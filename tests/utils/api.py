@@ -1,0 +1,131 @@
+"""The real API over real HTTP on 127.0.0.1, and signed-up users to call it with."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from pydantic import SecretStr
+
+from loom.api.app import ALL_ROUTERS, create_app
+from loom.config import Settings
+from loom.db import Database
+from loom.engine.dispatch import RunDispatcher
+
+JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+PASSWORD = "correct horse battery staple"
+UNLIMITED_PER_MINUTE = 100_000
+
+
+@dataclass(frozen=True)
+class ApiServer:
+    base_url: str
+    app: FastAPI
+
+
+@dataclass(frozen=True)
+class Session:
+    access_token: str
+    refresh_token: str
+    user_id: str
+    workspace_id: str
+    email: str = ""
+    password: str = PASSWORD
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.headers.setdefault("Authorization", f"Bearer {self.access_token}")
+
+
+def test_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings for tests: a fixed JWT secret, LOOM_HOME in ``tmp_path``, no rate limits
+    that a test could reach. ``overrides`` are further fields by name."""
+    values: dict[str, object] = {
+        "jwt_secret": SecretStr(JWT_SECRET),
+        "home": tmp_path,
+        "rate_limit_per_minute": UNLIMITED_PER_MINUTE,
+        "ip_rate_limit_per_minute": UNLIMITED_PER_MINUTE,
+        "public_rate_limit_per_minute": UNLIMITED_PER_MINUTE,
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test
+
+
+@contextmanager
+def start_api_server(
+    db: Database,
+    settings: Settings,
+    *,
+    dispatcher: RunDispatcher | None = None,
+    routers: Sequence[APIRouter] = ALL_ROUTERS,
+) -> Iterator[ApiServer]:
+    """``create_app`` under uvicorn on a background thread, on a free loopback port; yields
+    once the server answers and stops it on exit."""
+    app = create_app(lambda: db, settings=settings, dispatcher=dispatcher, routers=routers)
+    # Bound here and handed over, so no other process can take the port in between.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="api-server", daemon=True
+    )
+    thread.start()
+    try:
+        _wait_answering(base_url, thread)
+        yield ApiServer(base_url=base_url, app=app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def _wait_answering(base_url: str, thread: threading.Thread, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise AssertionError("the API server stopped during start-up")
+        try:
+            httpx.get(f"{base_url}/v1/public/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.02)
+    raise AssertionError(f"{base_url} did not answer within {timeout} s")
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def signup(client: httpx.Client, *, email: str | None = None, workspace: str = "test") -> Session:
+    """A new user owning a new workspace, signed in to it."""
+    address = email or new_email()
+    response = client.post(
+        "/v1/auth/signup",
+        json={"email": address, "password": PASSWORD, "workspace_name": workspace},
+    )
+    assert response.status_code == 201, response.text
+    return session_of(response.json(), email=address)
+
+
+def session_of(tokens: dict[str, object], *, email: str = "") -> Session:
+    """A ``Session`` from a token pair reply (signup, login, refresh, accept)."""
+    return Session(
+        access_token=str(tokens["access_token"]),
+        refresh_token=str(tokens["refresh_token"]),
+        user_id=str(tokens["user_id"]),
+        workspace_id=str(tokens["workspace_id"]),
+        email=email,
+    )
