@@ -218,6 +218,48 @@ def test_signup_refuses_invalid_fields(client: httpx.Client, body: dict[str, Any
     assert _error(client.post("/v1/auth/signup", json=body), 422)["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/auth/signup",
+            {"email": "a\x00b@example.com", "password": PASSWORD, "workspace_name": "w"},
+        ),
+        (
+            "/v1/auth/signup",
+            {"email": new_email(), "password": PASSWORD, "workspace_name": "a\x00b"},
+        ),
+        (
+            "/v1/auth/signup",
+            {"email": new_email(), "password": "pw-\ud800-0123456", "workspace_name": "w"},
+        ),
+        ("/v1/auth/login", {"email": "\ud800@example.com", "password": PASSWORD}),
+        ("/v1/auth/refresh", {"refresh_token": "\ud800"}),
+        ("/v1/workspaces", {"name": "\ud800"}),
+        ("/v1/api-keys", {"name": "a\x07", "scopes": ["runs:read"]}),
+    ],
+    ids=[
+        "nul-email",
+        "nul-name",
+        "surrogate-password",
+        "surrogate-email",
+        "surrogate-token",
+        "surrogate-workspace",
+        "bell-key-name",
+    ],
+)
+def test_text_no_column_or_hash_can_take_is_422(
+    client: httpx.Client, owner: Session, path: str, body: dict[str, Any]
+) -> None:
+    """NUL and lone surrogates reach handlers as str (JSON escapes); never a 500."""
+    response = client.post(
+        path,
+        content=json.dumps(body),  # ASCII-only, so lone surrogates travel as \ud800 escapes
+        headers={**owner.headers, "Content-Type": "application/json"},
+    )
+    assert _error(response, 422)["code"] == "invalid_request"
+
+
 def test_credentials_are_stored_only_as_hashes(
     client: httpx.Client, owner: Session, database: Database
 ) -> None:
@@ -330,21 +372,21 @@ def _forged(settings: Settings, owner: Session, kind: str) -> str:
         "typ": "access",
     }
     if kind == "alg-none":
-        return jwt.encode(claims, None, algorithm="none")
+        return jwt.encode(claims, "", algorithm="none")
     if kind == "wrong-key":
         return jwt.encode(claims, "k" * 64, algorithm="HS256")
     if kind == "tampered":
         header, _, signature = owner.access_token.split(".")
         _, payload, _ = jwt.encode({**claims, "wid": str(uuid.uuid4())}, JWT_SECRET).split(".")
         return f"{header}.{payload}.{signature}"
-    changes = {
+    cases: dict[str, dict[str, Any]] = {
         "expired": {"iat": now - 7200, "exp": now - 3600},
         "wrong-audience": {"aud": "someone-else"},
         "wrong-issuer": {"iss": "someone-else"},
         "missing-wid": {"wid": None},
         "unknown-member": {"sub": str(uuid.uuid4())},
-    }[kind]
-    claims = {k: v for k, v in {**claims, **changes}.items() if v is not None}
+    }
+    claims = {k: v for k, v in {**claims, **cases[kind]}.items() if v is not None}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
@@ -823,16 +865,16 @@ def test_bad_oidc_tokens_are_401(
         claims = jwt.decode(_oidc_token(signing_key, email), options={"verify_signature": False})
         token = jwt.encode(claims, JWT_SECRET, algorithm="HS256", headers={"kid": "k1"})
     else:
-        changes: dict[str, Any] = {
+        cases: dict[str, dict[str, Any]] = {
             "wrong-issuer": {"iss": "https://evil.example.test/"},
             "wrong-audience": {"aud": "another-client"},
             "unknown-kid": {"kid": "k2"},
             "expired": {"iat": now - 7200, "exp": now - 3600},
             "unverified-email": {"email_verified": False},
             "unknown-email": {},
-        }[case]
+        }
         token = _oidc_token(
-            signing_key, new_email() if case == "unknown-email" else email, **changes
+            signing_key, new_email() if case == "unknown-email" else email, **cases[case]
         )
     assert _error(_me(custom, _bearer(token)), 401)["message"] == message
     assert _me(custom, _bearer(_oidc_token(signing_key, email))).status_code == 200

@@ -12,6 +12,7 @@ import pytest
 
 from loom.engine.service import rerun_from
 from loom.engine.states import RunStatus
+from loom.errors import NotFound
 from tests.utils.engine import Harness, example
 from tests.utils.test_nodes import CONCURRENCY, EXECUTIONS
 
@@ -260,3 +261,20 @@ def test_expression_failures_fail_the_node_with_where(
     error = engine_harness.nodes(result.run_id)["shape"]["error"]
     assert fragment in error["message"]
     assert error["code"] in {"expression_error", "expression_timeout"}
+
+
+def test_a_suspended_node_waits_for_its_token_then_carries_on(engine_harness: Harness) -> None:
+    tag, token = uuid.uuid4().hex, uuid.uuid4().hex
+    definition = _chain(
+        "approval", _test_node("ask", tag=tag, suspend_token=token), _test_node("after", tag=tag)
+    )
+    h = engine_harness
+    waiting = h.run(definition)
+    assert waiting.status is RunStatus.WAITING_FOR_HUMAN
+    node = h.nodes(waiting.run_id)["ask"]
+    assert node["status"] == "waiting_input" and node["resume_token"] != token, "stored hashed"
+    done = asyncio.run(h.runner.resume(h.workspace_id, token, {"approved": True}))
+    assert done.status is RunStatus.SUCCESS
+    assert done.output == {"approved": True}
+    with pytest.raises(NotFound):
+        asyncio.run(h.runner.resume(h.workspace_id, token, {"approved": False}))

@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 
 from loom.api.app import create_app
 from loom.api.middleware import RouteMetrics
+from loom.api.middleware.rate_limit import TokenBuckets, client_address
 from loom.config import Settings
 from loom.db import Database, DatabaseUrls
 from loom.observability import request_id_var
@@ -212,13 +213,17 @@ def test_multi_member_gzip_is_read_whole(client: httpx.Client) -> None:
     assert response.json()["size"] == len(b"first second")
 
 
-def _bomb(decompressed: int) -> Iterator[bytes]:
-    """A gzip stream of ``decompressed`` zero bytes, compressed 1 MiB at a time."""
+def _bomb(members: int, member_bytes: int) -> bytes:
+    """A gzip body of ``members * member_bytes`` zero bytes, compressed incrementally.
+
+    Gzip allows members back to back; repeating one member keeps building a 1 GiB bomb
+    under half a second (one 1 GiB member takes about 5 s), and the first member alone is
+    far over the limit.
+    """
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
     zeros = bytes(1024 * 1024)
-    for _ in range(decompressed // len(zeros)):
-        yield compressor.compress(zeros)
-    yield compressor.flush()
+    member = b"".join(compressor.compress(zeros) for _ in range(member_bytes // len(zeros)))
+    return (member + compressor.flush()) * members
 
 
 def _rss_kib(field: str) -> int:
@@ -229,7 +234,7 @@ def _rss_kib(field: str) -> int:
 
 
 def test_a_gzip_bomb_gets_413_quickly_in_bounded_memory(client: httpx.Client) -> None:
-    bomb = b"".join(_bomb(1024 * 1024 * 1024))  # 1 GiB of zeros, about 1 MiB compressed
+    bomb = _bomb(16, 64 * 1024 * 1024)  # 1 GiB of zeros in about 1 MiB
     Path("/proc/self/clear_refs").write_text("5")  # restart the peak-RSS count (VmHWM)
     rss_before = _rss_kib("VmRSS")
     started = time.perf_counter()
@@ -367,6 +372,43 @@ def test_no_configured_origins_means_no_cors_headers_at_all() -> None:
 
 
 # -- rate limits ---------------------------------------------------------------------------
+
+
+def test_buckets_refill_continuously() -> None:
+    buckets = TokenBuckets(60)  # one token a second
+    for _ in range(60):
+        assert buckets.wait_seconds("k", 0.0) == 0.0
+        buckets.take("k", 0.0)
+    assert buckets.wait_seconds("k", 0.0) == pytest.approx(1.0)
+    assert buckets.wait_seconds("k", 0.25) == pytest.approx(0.75)
+    assert buckets.wait_seconds("k", 1.0) == 0.0
+
+
+def test_buckets_forget_idle_keys_and_stay_bounded() -> None:
+    buckets = TokenBuckets(10, max_keys=100)
+    for n in range(50):
+        buckets.take(f"idle-{n}", 0.0)
+    buckets.take("busy", 30.0)
+    assert len(buckets) == 51
+    # A minute later the idle buckets are full again: dropping them loses nothing.
+    buckets.take("busy", 61.0)
+    assert len(buckets) == 1
+    for n in range(1000):
+        buckets.take(f"flood-{n}", 62.0)
+    assert len(buckets) == 100
+    assert buckets.wait_seconds("flood-999", 62.0) == 0.0  # the newest are kept
+
+
+def test_the_client_address_counts_trusted_hops_from_the_right() -> None:
+    def scope(*forwarded: str) -> dict[str, Any]:
+        headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+        return {"type": "http", "client": ("10.0.0.1", 5000), "headers": headers}
+
+    assert client_address(scope("1.1.1.1"), 0) == "10.0.0.1"
+    assert client_address(scope("6.6.6.6, 1.1.1.1"), 1) == "1.1.1.1"
+    assert client_address(scope("6.6.6.6, 1.1.1.1", "2.2.2.2"), 2) == "1.1.1.1"
+    assert client_address(scope("1.1.1.1"), 3) == "1.1.1.1"
+    assert client_address(scope(), 1) == "10.0.0.1"
 
 
 def test_the_address_limit_answers_429_with_retry_after_and_ignores_forwarded_for() -> None:

@@ -74,13 +74,22 @@ def test_a_new_tenant_table_without_rls_is_reported(cluster: PgCluster) -> None:
     assert "table leaky: no tenant policy with USING and WITH CHECK" in problems
 
 
+def test_a_widening_policy_is_reported(cluster: PgCluster) -> None:
+    with psycopg.connect(cluster.urls.owner) as conn:
+        conn.execute("CREATE POLICY peek ON runs FOR SELECT USING (true)")
+        problems = tenant_isolation_problems(conn)
+        conn.rollback()
+    assert problems == ["table runs: policy peek widens what loom_app can see"]
+
+
 def test_a_policy_without_with_check_is_reported(cluster: PgCluster) -> None:
     with psycopg.connect(cluster.urls.owner) as conn:
         conn.execute("CREATE TABLE half (id int, workspace_id uuid NOT NULL)")
         conn.execute("ALTER TABLE half ENABLE ROW LEVEL SECURITY")
         conn.execute("ALTER TABLE half FORCE ROW LEVEL SECURITY")
         conn.execute(
-            "CREATE POLICY p ON half FOR ALL USING (workspace_id = loom_current_workspace())"
+            "CREATE POLICY p ON half FOR ALL TO loom_locator "
+            "USING (workspace_id = loom_current_workspace())"
         )
         problems = tenant_isolation_problems(conn)
         conn.rollback()

@@ -187,7 +187,7 @@ def test_another_workspace_sees_404_and_changes_nothing(http: httpx.Client, me: 
     ]
     _wait_finished(http, me, run_id)
     other = signup(http)
-    attempts = [
+    attempts: list[tuple[str, str, Any]] = [
         ("GET", f"/v1/workflows/{flow}", None),
         ("PUT", f"/v1/workflows/{flow}", {"name": "x", "definition": example("transform")}),
         ("DELETE", f"/v1/workflows/{flow}", None),

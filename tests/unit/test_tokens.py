@@ -66,7 +66,7 @@ def test_an_issued_token_decodes_to_its_user_and_workspace(settings: Settings) -
 
 
 def test_alg_none_is_refused(settings: Settings) -> None:
-    unsigned = jwt.encode(_claims(settings), None, algorithm="none")
+    unsigned = jwt.encode(_claims(settings), "", algorithm="none")
     assert _refused(unsigned, settings).message == "The access token is invalid."
 
 

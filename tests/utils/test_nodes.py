@@ -7,12 +7,20 @@ import json
 import urllib.request
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import Field
 
 from loom.errors import LoomError
-from loom.nodes.base import NodeContext, NodeResult, NodeSpec, ParametersModel, combined_input
+from loom.nodes.base import (
+    NodeContext,
+    NodeResult,
+    NodeSpec,
+    ParametersModel,
+    Suspension,
+    combined_input,
+)
 from loom.nodes.registry import get_spec, register
 from loom.workflows.definition import NodeType
 
@@ -24,17 +32,18 @@ class Flaky(LoomError):
     code = "flaky"
 
 
-class TestParameters(ParametersModel):
+class SpyParameters(ParametersModel):
     tag: str = Field(default="", description="Groups counts of one test.")
     fail_times: int = Field(default=0, ge=0)
     fail_always: bool = False
     sleep: float = Field(default=0, ge=0)
     value: Any = None
     sink_url: str | None = None
+    suspend_token: str | None = None
 
 
 async def _execute(
-    ctx: NodeContext, params: TestParameters, inputs: Mapping[str, Any]
+    ctx: NodeContext, params: SpyParameters, inputs: Mapping[str, Any]
 ) -> NodeResult:
     key = (params.tag, ctx.node_id)
     EXECUTIONS[key] += 1
@@ -48,6 +57,9 @@ async def _execute(
             await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
         if params.sleep:
             await asyncio.sleep(params.sleep)
+        if params.suspend_token:
+            expires = datetime.now(UTC) + timedelta(hours=1)
+            return NodeResult(suspend=Suspension(params.suspend_token, expires, {"ask": "ok?"}))
         if params.fail_always or EXECUTIONS[key] <= params.fail_times:
             raise Flaky(f"{ctx.node_id} failed on purpose (execution {EXECUTIONS[key]}).")
         output = params.value if params.value is not None else combined_input(inputs)
@@ -62,7 +74,7 @@ if get_spec(NodeType.ACTION, "TEST") is None:
             type=NodeType.ACTION,
             subtype="TEST",
             description="Test node: counts, sleeps, fails and posts to a sink on request.",
-            parameters=TestParameters,
+            parameters=SpyParameters,
             execute=_execute,
         )
     )

@@ -10,7 +10,16 @@ from fastapi import APIRouter, FastAPI
 from loom import __version__
 from loom.api.errors import install_error_handlers
 from loom.api.middleware import install_middleware
-from loom.api.routes import api_keys, auth, nodes, public, runs, workflows, workspaces
+from loom.api.routes import (
+    api_keys,
+    auth,
+    credentials,
+    nodes,
+    public,
+    runs,
+    workflows,
+    workspaces,
+)
 from loom.config import Settings, get_settings
 from loom.db import Database
 from loom.engine.dispatch import RunDispatcher
@@ -23,6 +32,7 @@ ALL_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     workspaces.router,
     api_keys.router,
+    credentials.router,
 )
 
 

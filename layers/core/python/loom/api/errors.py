@@ -25,6 +25,7 @@ _HTTP_CODES = {
     404: ("not_found", "Check the URL and the id."),
     405: ("method_not_allowed", "See /docs for the methods this route accepts."),
     413: ("payload_too_large", "Send a smaller body."),
+    415: ("unsupported_media_type", "Send JSON, optionally gzip- or deflate-encoded."),
     429: ("rate_limited", "Wait for Retry-After seconds, then try again."),
 }
 

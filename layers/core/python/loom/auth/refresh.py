@@ -52,21 +52,22 @@ def rotate(db: Database, token: str, *, ttl_seconds: int) -> Rotated:
     rotated: Rotated | None = None
     with db.system() as conn:
         row = repo.lock_refresh_token(conn, hash_token(token))
-        if row is None or row["revoked_at"] is not None or row["expired"]:
-            pass
-        elif row["used_at"] is not None:
-            repo.revoke_refresh_family(conn, row["family_id"])
-            log.warning("refresh token reused; revoked family %s", row["family_id"])
-        elif row["session_workspace"] is not None:
-            repo.mark_refresh_token_used(conn, row["id"])
-            successor = _issue(
-                conn,
-                user_id=row["user_id"],
-                workspace_id=row["session_workspace"],
-                family_id=row["family_id"],
-                ttl_seconds=ttl_seconds,
-            )
-            rotated = Rotated(row["user_id"], row["session_workspace"], row["family_id"], successor)
+        if row is not None and row["revoked_at"] is None:
+            if row["used_at"] is not None:
+                repo.revoke_refresh_family(conn, row["family_id"])
+                log.warning("refresh token reused; revoked family %s", row["family_id"])
+            elif not row["expired"] and row["session_workspace"] is not None:
+                repo.mark_refresh_token_used(conn, row["id"])
+                successor = _issue(
+                    conn,
+                    user_id=row["user_id"],
+                    workspace_id=row["session_workspace"],
+                    family_id=row["family_id"],
+                    ttl_seconds=ttl_seconds,
+                )
+                rotated = Rotated(
+                    row["user_id"], row["session_workspace"], row["family_id"], successor
+                )
     if rotated is None:
         raise refused()
     return rotated

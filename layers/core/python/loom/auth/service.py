@@ -23,11 +23,10 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from pydantic import AfterValidator, Field
 
 from loom.auth import passwords, refresh, tokens
 from loom.auth.principal import Forbidden, Principal, Role, Unauthorized
@@ -75,12 +74,10 @@ class TokenPair:
 def normalize_email(value: str) -> str:
     """Trimmed and lower-cased; ``ValueError`` when it is not an address."""
     email = value.strip().lower()
-    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
+    well_formed = email.isprintable() and _EMAIL.fullmatch(email) is not None
+    if len(email) > MAX_EMAIL_LENGTH or not well_formed:
         raise ValueError("not an email address")
     return email
-
-
-EmailAddress = Annotated[str, Field(max_length=MAX_EMAIL_LENGTH), AfterValidator(normalize_email)]
 
 
 def require_user(principal: Principal, role: Role) -> UUID:

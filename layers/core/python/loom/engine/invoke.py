@@ -17,7 +17,7 @@ from loom.engine.advance import Invocation
 from loom.engine.run_state import Finished
 from loom.errors import LoomError
 from loom.expressions import ExpressionContext, evaluate
-from loom.nodes.base import ChildRuns, NodeContext, NodeResult, NodeSpec
+from loom.nodes.base import ChildRuns, NodeContext, NodeResult, NodeServices, NodeSpec
 from loom.workflows.definition import ERROR_PORT, Node
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,11 @@ def prepare_parameters(spec: NodeSpec, node: Node, invocation: Invocation) -> Ba
         ) from None
 
 
-async def invoke(invocation: Invocation, children: ChildRuns | None = None) -> Finished:
+async def invoke(
+    invocation: Invocation,
+    children: ChildRuns | None = None,
+    services: NodeServices | None = None,
+) -> Finished:
     item = invocation.item
     node = invocation.graph.nodes[item.node_id]
     spec = invocation.graph.specs[item.node_id]
@@ -82,6 +86,7 @@ async def invoke(invocation: Invocation, children: ChildRuns | None = None) -> F
             upstream=invocation.upstream,
             run=invocation.run,
             children=children,
+            services=services,
         )
         execution = spec.execute(ctx, params, invocation.inputs)
         result = await asyncio.wait_for(execution, item.timeout_seconds)

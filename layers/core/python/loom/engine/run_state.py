@@ -489,10 +489,12 @@ class RunState:
         statuses = {n.status for n in self.nodes.values()}
         if all(s.finished for s in statuses):
             self._finish(RunStatus.SUCCESS, now, error=None)
-        elif NodeStatus.RUNNING in statuses or NodeStatus.PENDING in statuses:
-            self._set_status(RunStatus.RUNNING)
-        else:
+        elif NodeStatus.WAITING_INPUT in statuses and NodeStatus.RUNNING not in statuses:
+            # Pending nodes cannot move by themselves (a scheduled retry is ``running``):
+            # nothing happens until someone answers.
             self._set_status(RunStatus.WAITING_FOR_HUMAN)
+        else:
+            self._set_status(RunStatus.RUNNING)
 
     def _set_status(self, status: RunStatus) -> None:
         if status is not self.status:

@@ -19,9 +19,12 @@ from loom.db import runs as repo
 from loom.engine.advance import Advance, Engine, Invocation
 from loom.engine.invoke import invoke
 from loom.engine.run_state import Finished, ReadyItem
+from loom.engine.service import resume as resume_waiting
 from loom.engine.service import start_child_run
+from loom.engine.services import ServicesCache
 from loom.engine.states import RunStatus
 from loom.errors import LoomError
+from loom.secrets.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,10 @@ class LocalRunner:
         per_run_limit: int = 16,
         global_limit: int = 64,
         on_advance: OnAdvance | None = None,
+        vault: Vault | None = None,
     ) -> None:
         self.engine = engine
+        self.services = ServicesCache(engine.db, vault)
         self.per_run_limit = per_run_limit
         self.global_limit = global_limit
         self.on_advance = on_advance
@@ -56,14 +61,22 @@ class LocalRunner:
             self.on_advance(result)
         return result
 
-    async def drive(self, workspace_id: UUID, run_id: UUID, *, recover: bool = False) -> Advance:
-        """Run ``run_id`` until it finishes or waits for a person; return the last state."""
+    async def drive(
+        self,
+        workspace_id: UUID,
+        run_id: UUID,
+        *,
+        recover: bool = False,
+        finished: list[Finished] | None = None,
+    ) -> Advance:
+        """Run ``run_id`` until it finishes or waits for a person; return the last state.
+        ``finished`` reports results that arrived from outside (a resumed wait) first."""
         if self._global is None:
             self._global = asyncio.Semaphore(self.global_limit)
         per_run = asyncio.Semaphore(self.per_run_limit)
         in_flight: set[asyncio.Task[Finished]] = self._tasks.setdefault(run_id, set())
         try:
-            state = self._advance(workspace_id, run_id, recover=recover)
+            state = self._advance(workspace_id, run_id, finished, recover=recover)
             while True:
                 for item in state.ready:
                     job = self._run(item, state.invocations[item.node_id], per_run)
@@ -85,6 +98,15 @@ class LocalRunner:
             task.cancel()
         return state
 
+    async def resume(self, workspace_id: UUID, token: str, payload: Any) -> Advance:
+        """Complete the node waiting on ``token`` with ``payload`` as its output and drive
+        the run on. A token works once: the node is no longer waiting afterwards."""
+        run_id, node_id, attempt = await asyncio.to_thread(
+            resume_waiting, self.engine.db, workspace_id, token
+        )
+        woken = Finished(node_id, attempt, "completed", output=payload)
+        return await self.drive(workspace_id, run_id, finished=[woken])
+
     async def resume_all(self) -> list[Advance]:
         """Pick up every active top-level run of this engine (after a restart)."""
         with self.engine.db.system() as conn:
@@ -103,7 +125,8 @@ class LocalRunner:
         await _sleep_until(item.not_before, self.engine)
         assert self._global is not None
         async with per_run, self._global:
-            return await invoke(invocation, children=_Children(self, invocation))
+            services = self.services.for_workspace(invocation.workspace_id)
+            return await invoke(invocation, children=_Children(self, invocation), services=services)
 
 
 class _Children:

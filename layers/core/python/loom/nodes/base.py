@@ -9,7 +9,7 @@ port it leaves by, or asks to wait. Its side effects must be idempotent by
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -45,6 +45,19 @@ class ChildRuns(Protocol):
         ...
 
 
+class NodeServices(Protocol):
+    """What the platform lends a node besides its inputs, scoped to the run's workspace."""
+
+    async def credential(self, credential_id: str) -> Any:
+        """The typed credential (see ``loom.secrets.types``), decrypted for this call only."""
+        ...
+
+    @property
+    def outbound_allowlist(self) -> Sequence[str]:
+        """Internal hosts (``host`` or ``host:port``) this workspace may call."""
+        ...
+
+
 @dataclass(frozen=True)
 class NodeContext:
     workspace_id: UUID
@@ -56,6 +69,7 @@ class NodeContext:
     upstream: Mapping[str, Any]
     run: Mapping[str, Any] = field(default_factory=dict)
     children: ChildRuns | None = None
+    services: NodeServices | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -6,6 +6,7 @@ encryption context, so a wrapped key copied to another row does not unwrap.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -120,10 +121,8 @@ def _create_key_file(path: Path) -> None:
             out.write(secrets.token_bytes(KEY_BYTES))
             out.flush()
             os.fsync(out.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # another process won: use its key
             os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process created it; use theirs
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -27,14 +27,15 @@ HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,128}$")]
 
 
 class CredentialType(StrEnum):
-    BEARER_TOKEN = "bearer_token"
+    # Type names, not secrets.
+    BEARER_TOKEN = "bearer_token"  # noqa: S105
     BASIC = "basic"
     API_KEY = "api_key"
     OAUTH2_CLIENT = "oauth2_client"
     SMTP = "smtp"
     SLACK_BOT = "slack_bot"
-    GITHUB_TOKEN = "github_token"
-    NOTION_TOKEN = "notion_token"
+    GITHUB_TOKEN = "github_token"  # noqa: S105
+    NOTION_TOKEN = "notion_token"  # noqa: S105
 
 
 class CredentialData(BaseModel):
@@ -114,7 +115,10 @@ def parse_data(credential_type: CredentialType, data: Any, *, path: str = "data"
         return MODELS[credential_type].model_validate(data)
     except ValidationError as exc:
         problems = [
-            {"path": ".".join([path, *(str(part) for part in error["loc"])]), "message": error["msg"]}
+            {
+                "path": ".".join([path, *(str(part) for part in error["loc"])]),
+                "message": error["msg"],
+            }
             for error in exc.errors(include_input=False, include_context=False, include_url=False)
         ]
         raise ValidationFailed(

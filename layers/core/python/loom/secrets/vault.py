@@ -75,7 +75,9 @@ class Vault:
         context = binding.context()
         data_key = self.keyring.unwrap(sealed.wrapped_key, sealed.key_id, context)
         try:
-            return AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, encode_context(context))
+            return AESGCM(data_key).decrypt(
+                sealed.nonce, sealed.ciphertext, encode_context(context)
+            )
         except (InvalidTag, ValueError):
             raise CredentialUnreadable(
                 f"Credential {binding.credential_id} does not decrypt: its ciphertext or nonce "

@@ -107,16 +107,14 @@ class BodyLimitMiddleware:
             )
             await response(scope, receive, send)
             return
-        declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            too_large = declared.isdigit()
+        declared = headers.get("content-length", "")
+        # The server has already refused a Content-Length that is not a number.
+        if declared.isdigit() and int(declared) > self.limit:
             response = error_response(
-                413 if too_large else 400,
-                "payload_too_large" if too_large else "bad_request",
-                f"The request body is larger than {self.limit} bytes."
-                if too_large
-                else "The Content-Length header is not a number.",
-                "Send a smaller body." if too_large else "Check the request syntax.",
+                413,
+                "payload_too_large",
+                f"The request body is larger than {self.limit} bytes.",
+                "Send a smaller body.",
             )
             await response(scope, receive, send)
             return

@@ -24,6 +24,8 @@ from loom.api.middleware._asgi import route_path
 log = logging.getLogger("loom.access")
 
 UNMATCHED = "<unmatched>"
+# (path regex, template, methods or None for any)
+_Entry = tuple[re.Pattern[str], str, frozenset[str] | None]
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -89,10 +91,10 @@ class RouteTemplates:
 
     def __init__(self, router: Router) -> None:
         self.router = router
-        self._table: list[tuple[re.Pattern[str], str, frozenset[str] | None]] | None = None
+        self._table: list[_Entry] | None = None
 
-    def _build(self) -> list[tuple[re.Pattern[str], str, frozenset[str] | None]]:
-        table: list[tuple[re.Pattern[str], str, frozenset[str] | None]] = []
+    def _build(self) -> list[_Entry]:
+        table: list[_Entry] = []
         for context in iter_route_contexts(self.router.routes):
             if context.path is None:
                 continue

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from loom.api.deps import CurrentPrincipal, DatabaseDep
-from loom.api.routes.auth import MAX_NAME_LENGTH, no_store
+from loom.api.routes.auth import Name, no_store
 from loom.auth import api_keys
 from loom.auth.principal import SCOPES
 
@@ -20,9 +19,7 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 class CreateApiKeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH)
-    ]
+    name: Name
     scopes: list[str] = Field(
         min_length=1, max_length=len(SCOPES), examples=[["workflows:read", "runs:write"]]
     )

@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from loom.api.deps import CurrentPrincipal, DatabaseDep, SettingsDep
 from loom.auth import service
-from loom.auth.service import EmailAddress, TokenPair
+from loom.auth.service import MAX_EMAIL_LENGTH, TokenPair, normalize_email
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 MAX_NAME_LENGTH = 200
-NewPassword = Annotated[str, Field(min_length=10, max_length=1024)]
-WorkspaceName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH)
+
+
+def _encodable(value: str) -> str:
+    """JSON may carry lone surrogates, which no UTF-8 hash or column can take."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _plain_text(value: str) -> str:
+    """Names shown to people: no control characters (Postgres text can't even hold NUL)."""
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValueError("must not contain control characters or lone surrogates")
+    return value
+
+
+EmailAddress = Annotated[str, Field(max_length=MAX_EMAIL_LENGTH), AfterValidator(normalize_email)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH),
+    AfterValidator(_plain_text),
 ]
-OpaqueToken = Annotated[str, Field(min_length=1, max_length=512)]
+NewPassword = Annotated[str, Field(min_length=10, max_length=1024), AfterValidator(_encodable)]
+Password = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_encodable)]
+OpaqueToken = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_encodable)]
 
 
 class _Request(BaseModel):
@@ -29,12 +52,12 @@ class _Request(BaseModel):
 class SignupRequest(_Request):
     email: EmailAddress
     password: NewPassword
-    workspace_name: WorkspaceName
+    workspace_name: Name
 
 
 class LoginRequest(_Request):
     email: EmailAddress
-    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    password: Password
     workspace_id: UUID | None = Field(
         default=None, description="Sign in to this workspace; default: your oldest membership."
     )

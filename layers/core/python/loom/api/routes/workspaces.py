@@ -15,10 +15,9 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict
 
 from loom.api.deps import CurrentPrincipal, DatabaseDep, SettingsDep
-from loom.api.routes.auth import OpaqueToken, TokenPairOut, WorkspaceName, no_store
+from loom.api.routes.auth import EmailAddress, Name, OpaqueToken, TokenPairOut, no_store
 from loom.auth import service
 from loom.auth.principal import Role
-from loom.auth.service import EmailAddress
 
 router = APIRouter(tags=["workspaces"])
 
@@ -31,7 +30,7 @@ class _Request(BaseModel):
 
 
 class CreateWorkspaceRequest(_Request):
-    name: WorkspaceName
+    name: Name
 
 
 class ChangeRoleRequest(_Request):

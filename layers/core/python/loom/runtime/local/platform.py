@@ -16,6 +16,7 @@ from loom.engine.advance import Engine
 from loom.engine.runner import LocalRunner
 from loom.engine.service import StartedRun, start_run
 from loom.runtime.local.workspace import local_workspace
+from loom.secrets.vault import vault_for
 
 
 @dataclass
@@ -35,7 +36,10 @@ def build_engine(settings: Settings, db: Database) -> tuple[Engine, LocalRunner]
     blobs = LocalBlobStore(settings.home.resolve() / "blobs")
     engine = Engine(db, blobs, output_threshold=settings.output_threshold_bytes)
     runner = LocalRunner(
-        engine, per_run_limit=settings.run_concurrency, global_limit=settings.engine_concurrency
+        engine,
+        per_run_limit=settings.run_concurrency,
+        global_limit=settings.engine_concurrency,
+        vault=vault_for(settings),
     )
     return engine, runner
 

@@ -64,7 +64,16 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
     try:
         app = create_app(lambda: db, settings=settings, dispatcher=engine_thread)
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=10
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+            # Loom decides which forwarded addresses to trust (LOOM_TRUSTED_PROXIES), and
+            # logs requests itself without query strings.
+            proxy_headers=False,
+            access_log=False,
         )
         server = uvicorn.Server(config)
         base = f"http://{host}:{port}"
