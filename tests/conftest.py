@@ -57,3 +57,18 @@ def api_server(database: Database, tmp_path_factory: pytest.TempPathFactory) -> 
 def client(api_server: ApiServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_server.base_url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def engine_api(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """The whole API with the local engine attached, so started runs really run."""
+    from loom.runtime.local.engine_thread import EngineThread
+    from loom.runtime.local.platform import build_engine
+
+    settings = test_settings(tmp_path_factory.mktemp("engine-api"))
+    _, runner = build_engine(settings, database)
+    engine = EngineThread(runner)
+    engine.start()
+    with start_api_server(database, settings, dispatcher=engine) as server:
+        yield server
+    engine.stop()

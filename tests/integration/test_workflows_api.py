@@ -12,27 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from loom.db import Database
-from loom.runtime.local.engine_thread import EngineThread
-from loom.runtime.local.platform import build_engine
-from tests.utils.api import ApiServer, Session, signup, start_api_server, test_settings
+from tests.utils.api import ApiServer, Session, signup
 from tests.utils.engine import example
 
 
-@pytest.fixture(scope="module")
-def server(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    settings = test_settings(tmp_path_factory.mktemp("api"))
-    _, runner = build_engine(settings, database)
-    engine = EngineThread(runner)
-    engine.start()
-    with start_api_server(database, settings, dispatcher=engine) as running:
-        yield running
-    engine.stop()
-
-
 @pytest.fixture
-def http(server: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+def http(engine_api: ApiServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=engine_api.base_url, timeout=30) as client:
         yield client
 
 

@@ -10,7 +10,7 @@ import asyncio
 import ssl
 from collections.abc import Coroutine, Iterable, Sequence
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, TypeVar
 
 import httpcore
 import pytest
@@ -26,8 +26,10 @@ from loom.net import (
 )
 from loom.net.policy import refusal
 
+T = TypeVar("T")
 
-def run[T](coroutine: Coroutine[Any, Any, T]) -> T:
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
@@ -196,11 +198,15 @@ def test_literal_targets_are_refused_before_connecting(
     assert network.connects == []
 
 
-def test_corpus_is_large_and_every_target_is_refused_by_its_own_rule() -> None:
+def test_the_corpus_covers_at_least_thirty_targets() -> None:
     assert len(LITERAL_TARGETS) + len(NAME_TARGETS) + len(REDIRECT_TARGETS) >= 30
-    # Metadata stays refused even when an admin allowlists it.
-    with pytest.raises(OutboundBlocked, match="never reachable"):
-        fetch("http://169.254.169.254/", allowlist=["169.254.169.254"])
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/", "http://[fd00:ec2::254]/"])
+def test_metadata_stays_refused_when_allowlisted(url: str) -> None:
+    with pytest.raises(OutboundBlocked) as refused:
+        fetch(url, allowlist=["169.254.169.254", "fd00:ec2::254"])
+    assert "never reachable" in refused.value.solution
 
 
 def test_blocked_addresses_name_the_allowlist_remedy() -> None:
@@ -269,7 +275,9 @@ def test_the_checked_address_is_pinned_and_dns_is_asked_once_per_request() -> No
 
 
 def test_allowlist_admits_exact_entries_only() -> None:
-    allow = Allowlist(["svc.internal:8443", "db.internal", "[::1]:9000", "10.0.0.5", "Caps.Internal."])
+    allow = Allowlist(
+        ["svc.internal:8443", "db.internal", "[::1]:9000", "10.0.0.5", "Caps.Internal."]
+    )
     admitted = [
         "https://svc.internal:8443/",
         "http://db.internal:1234/",
@@ -284,16 +292,11 @@ def test_allowlist_admits_exact_entries_only() -> None:
         "https://svc.internal.evil.com:8443/",  # suffix
         "http://[::1]:9001/",
         "http://10.0.0.6/",
-        "http://db.internal.:80@evil/",  # userinfo, refused anyway
     ]
     for url in admitted:
         assert allow.admits(parse_url(url)), url
     for url in refused:
-        try:
-            target = parse_url(url)
-        except InvalidOutboundRequest:
-            continue
-        assert not allow.admits(target), url
+        assert not allow.admits(parse_url(url)), url
 
 
 @pytest.mark.parametrize("entry", ["svc:0", "svc:99999", "svc:http", "a b", "[::1", "1.2.3.4.5"])
@@ -326,7 +329,7 @@ def test_every_redirect_is_checked_again(location: str, error: type[LoomError]) 
     dns = FakeDns(api_example=[["127.0.0.1"]])
     with pytest.raises(error) as refused:
         fetch("http://api.example/", network=network, resolver=dns, allowlist=["api.example"])
-    assert "redirect" in refused.value.message or "Refused" in refused.value.message
+    assert "redirect" in refused.value.message
     assert network.connects == [("127.0.0.1", 80)]
 
 

@@ -50,69 +50,82 @@ class LoopbackServer:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, handle: Handler) -> None:
+        super().__init__(("127.0.0.1", 0), _RequestHandler)
+        self.handle = handle
+        self.seen: list[Seen] = []
+        self.stopping = threading.Event()
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else headers and body meet delayed ACKs: 40 ms a reply
+    server: _Server
+
+    def answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        parts = urlsplit(self.path)
+        request = Seen(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self.rfile.read(length) if length else b"",
+        )
+        self.server.seen.append(request)
+        reply = self.server.handle(request)
+        if reply.delay and self.server.stopping.wait(reply.delay):
+            return
+        try:
+            self._write(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _write(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        names = {name.lower() for name in reply.headers}
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if isinstance(reply.body, bytes):
+            if "content-length" not in names:
+                self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(reply.body)
+            return
+        chunked = "content-length" not in names
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for chunk in reply.body:
+            if self.server.stopping.is_set():
+                break
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+for _method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+    setattr(_RequestHandler, f"do_{_method}", _RequestHandler.answer)
+
+
 @contextmanager
 def serve(handle: Handler) -> Iterator[LoopbackServer]:
-    seen: list[Seen] = []
-    stopping = threading.Event()
-
-    class RequestHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _any(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            parts = urlsplit(self.path)
-            request = Seen(
-                method=self.command,
-                path=parts.path,
-                query=parse_qs(parts.query, keep_blank_values=True),
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=self.rfile.read(length) if length else b"",
-            )
-            seen.append(request)
-            reply = handle(request)
-            if reply.delay and stopping.wait(reply.delay):
-                return
-            try:
-                self._write(reply)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        def _write(self, reply: Reply) -> None:
-            self.send_response(reply.status)
-            names = {name.lower() for name in reply.headers}
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            if isinstance(reply.body, bytes):
-                if "content-length" not in names:
-                    self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(reply.body)
-                return
-            chunked = "content-length" not in names
-            if chunked:
-                self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for chunk in reply.body:
-                if stopping.is_set():
-                    break
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if chunked:
-                self.wfile.write(b"0\r\n\r\n")
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _any
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = _Server(handle)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield LoopbackServer(port=server.server_address[1], seen=seen, stopping=stopping)
+        yield LoopbackServer(
+            port=server.server_address[1], seen=server.seen, stopping=server.stopping
+        )
     finally:
-        stopping.set()
+        server.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -14,6 +14,7 @@ from loom.api.routes import (
     api_keys,
     auth,
     credentials,
+    mcp,
     nodes,
     public,
     runs,
@@ -33,6 +34,7 @@ ALL_ROUTERS: tuple[APIRouter, ...] = (
     workspaces.router,
     api_keys.router,
     credentials.router,
+    mcp.router,
 )
 
 

@@ -13,6 +13,10 @@ use the hostname, while the HTTP library never resolves a name itself. A request
 pin, or whose URL does not match its pin, is refused. Because the pin is part of the pool
 key, a kept-alive connection is only reused for requests whose own check came to the same
 addresses.
+
+Clients share one transport per event loop, so node executions (of any workspace) reuse
+kept-alive connections. That is safe because every request is checked, with its own
+workspace's allowlist, before a pool is chosen, and a pool only ever reaches its pin.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import socket
 import ssl
 import time
 import typing
+import weakref
 import zlib
 from collections.abc import (
     AsyncIterator,
@@ -71,6 +76,7 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Dropped whenever a redirect leaves the origin (scheme, host, port) it was sent to.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 PIN = "loom.pin"
+MAX_POOLS = 64
 DEFAULT_HEADERS = {"user-agent": "loom/0.1", "accept": "*/*", "accept-encoding": "gzip, deflate"}
 
 
@@ -173,14 +179,16 @@ class PinnedTransport(httpx.AsyncBaseTransport):
                 f"Refused to send a request to {url.host} without a checked address.",
                 solution="Report this as a bug: requests must go through OutboundClient.",
             )
-        pool = self._pools.get(pin)
+        pool = self._pools.pop(pin, None)
         if pool is None:
-            pool = self._pools[pin] = httpcore.AsyncConnectionPool(
+            await self._evict_idle()
+            pool = httpcore.AsyncConnectionPool(
                 ssl_context=self._ssl_context,
                 network_backend=PinnedBackend(pin, self._backend),
                 max_connections=10,
                 keepalive_expiry=30,
             )
+        self._pools[pin] = pool  # most recently used last
         assert isinstance(request.stream, httpx.AsyncByteStream)
         response = await pool.handle_async_request(
             httpcore.Request(
@@ -190,7 +198,6 @@ class PinnedTransport(httpx.AsyncBaseTransport):
                 ),
                 headers=request.headers.raw,
                 content=request.stream,
-                extensions={"timeout": request.extensions.get("timeout", {})},
             )
         )
         assert isinstance(response.stream, typing.AsyncIterable)
@@ -201,10 +208,33 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             extensions=response.extensions,
         )
 
+    async def _evict_idle(self) -> None:
+        """Keep at most ``MAX_POOLS`` pools, closing the least recently used idle ones."""
+        for pin, pool in list(self._pools.items()):
+            if len(self._pools) < MAX_POOLS:
+                return
+            if all(connection.is_idle() for connection in pool.connections):
+                del self._pools[pin]
+                await pool.aclose()
+
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.aclose()
+
+
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PinnedTransport] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_transport() -> PinnedTransport:
+    """The running event loop's transport (pools are bound to a loop)."""
+    loop = asyncio.get_running_loop()
+    transport = _SHARED.get(loop)
+    if transport is None:
+        transport = _SHARED[loop] = PinnedTransport()
+    return transport
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -225,7 +255,9 @@ class OutboundClient:
     """Outbound HTTP for one workspace: its allowlist, a resolver, pinned connections.
 
     Use as ``async with OutboundClient(allowlist=...) as client``; ``request`` returns the
-    whole (capped) body. Errors are ``loom.net.errors`` classes naming the refused rule."""
+    whole (capped) body. Errors are ``loom.net.errors`` classes naming the refused rule.
+    Without a ``network_backend`` or ``ssl_context`` of its own, the client uses the event
+    loop's shared transport; with one (tests), it owns a transport and closes it."""
 
     def __init__(
         self,
@@ -238,7 +270,11 @@ class OutboundClient:
     ) -> None:
         self.allowlist = Allowlist(allowlist)
         self._resolver = resolver
-        self._transport = PinnedTransport(network_backend=network_backend, ssl_context=ssl_context)
+        self._own_transport = (
+            PinnedTransport(network_backend=network_backend, ssl_context=ssl_context)
+            if network_backend is not None or ssl_context is not None
+            else None
+        )
         self._max_redirects = max_redirects
 
     async def __aenter__(self) -> OutboundClient:
@@ -248,7 +284,8 @@ class OutboundClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._own_transport is not None:
+            await self._own_transport.aclose()
 
     async def request(
         self,
@@ -264,7 +301,8 @@ class OutboundClient:
     ) -> OutboundResponse:
         """Send, follow up to ``max_redirects`` checked redirects, and read the body.
 
-        ``timeout`` bounds everything (resolving, connecting, redirects, the body);
+        ``timeout`` bounds everything (resolving, connecting, redirects, the body) as one
+        deadline, the only timeout there is;
         ``max_bytes`` bounds the decoded body, read as it streams. ``sensitive_headers``
         (e.g. an API-key header) are dropped, with Authorization and Cookie, when a redirect
         leaves the origin."""
@@ -282,7 +320,8 @@ class OutboundClient:
                     target,
                     sent,
                     content,
-                    _Limits(timeout, max_bytes, started),
+                    max_bytes,
+                    started,
                     CREDENTIAL_HEADERS | {name.lower() for name in sensitive_headers},
                 )
         except TimeoutError:
@@ -297,21 +336,23 @@ class OutboundClient:
         target: Target,
         headers: dict[str, str],
         content: bytes | None,
-        limits: _Limits,
+        max_bytes: int,
+        started: float,
         sensitive: frozenset[str],
     ) -> OutboundResponse:
+        via = ""
         for hop in range(self._max_redirects + 1):
-            response = await self._send(method, target, headers, content, limits)
+            response = await self._send(method, target, headers, content, via)
             location = response.headers.get("location")
             if response.status_code not in REDIRECTS or location is None:
-                body = await _read_capped(response, target, limits.max_bytes)
+                body = await _read_capped(response, target, max_bytes)
                 return OutboundResponse(
                     status=response.status_code,
                     reason=response.reason_phrase,
                     headers=response.headers,
                     content=body,
                     url=target.url,
-                    elapsed_ms=(time.perf_counter() - limits.started) * 1000,
+                    elapsed_ms=(time.perf_counter() - started) * 1000,
                 )
             await response.aclose()
             if hop == self._max_redirects:
@@ -322,7 +363,7 @@ class OutboundClient:
             if _becomes_get(response.status_code, method):
                 method, content = "GET", None
                 headers = {k: v for k, v in headers.items() if not k.lower().startswith("content-")}
-            target = following
+            via, target = target.redacted, following
         raise TooManyRedirects(
             f"{target.redacted} redirected more than {self._max_redirects} times.",
             solution="Call the final URL directly, or check the server for a redirect loop.",
@@ -334,9 +375,9 @@ class OutboundClient:
         target: Target,
         headers: Mapping[str, str],
         content: bytes | None,
-        limits: _Limits,
+        via: str,
     ) -> httpx.Response:
-        pin = await self._pin(target)
+        pin = await self._pin(target, via)
         merged = httpx.Headers(DEFAULT_HEADERS)
         merged.update(headers)
         request = httpx.Request(
@@ -344,13 +385,14 @@ class OutboundClient:
             target.url,
             headers=merged,
             content=content,
-            extensions={"timeout": limits.httpcore_timeouts(), PIN: pin},
+            extensions={PIN: pin},
         )
         log.debug("outbound %s %s:%s via %s", method, target.host, target.port, pin.addresses)
+        transport = self._own_transport or shared_transport()
         with _transport_errors(target):
-            return await self._transport.handle_async_request(request)
+            return await transport.handle_async_request(request)
 
-    async def _pin(self, target: Target) -> Pin:
+    async def _pin(self, target: Target, via: str) -> Pin:
         """Resolve once, refuse if any answer is internal, and pin what was checked."""
         if target.address is not None:
             addresses: list[IPAddress] = [target.address]
@@ -362,19 +404,8 @@ class OutboundClient:
                     f"Host {target.host} has no address.", solution="Check the host name."
                 )
         for address in addresses:
-            check_address(target, address, self.allowlist)
+            check_address(target, address, self.allowlist, via=via)
         return Pin(target.scheme, target.host, target.port, tuple(map(str, addresses)))
-
-
-@dataclass(frozen=True)
-class _Limits:
-    timeout: float
-    max_bytes: int
-    started: float
-
-    def httpcore_timeouts(self) -> dict[str, float]:
-        left = max(0.001, self.timeout - (time.perf_counter() - self.started))
-        return {"connect": left, "read": left, "write": left, "pool": left}
 
 
 def _parse_answer(target: Target, answer: str) -> IPAddress:
@@ -407,11 +438,6 @@ def _transport_errors(target: Target) -> Iterator[None]:
     """httpcore failures as Loom errors naming the target, never the request."""
     try:
         yield
-    except httpcore.TimeoutException:
-        raise OutboundTimeout(
-            f"{target.where} did not answer in time.",
-            solution="Raise the timeout, or check that the server answers.",
-        ) from None
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
         raise OutboundConnectionFailed(
             f"The connection to {target.where} failed: {str(exc)[:200] or type(exc).__name__}.",

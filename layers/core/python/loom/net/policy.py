@@ -233,9 +233,12 @@ def refusal(address: IPAddress) -> str | None:
     return None
 
 
-def check_address(target: Target, address: IPAddress, allowlist: Allowlist) -> None:
+def check_address(
+    target: Target, address: IPAddress, allowlist: Allowlist, *, via: str = ""
+) -> None:
     """Refuse ``address`` (one that ``target.host`` is or resolved to) unless it is public,
-    or the target is allowlisted and the address is not a metadata endpoint."""
+    or the target is allowlisted and the address is not a metadata endpoint. ``via`` names
+    the URL that redirected here, for the message."""
     address = canonical_address(address)
     why = refusal(address)
     if why is None:
@@ -248,14 +251,15 @@ def check_address(target: Target, address: IPAddress, allowlist: Allowlist) -> N
         subject = f"{target.given} means {address}, which"
     else:
         subject = str(address)
+    refused = f"Refused to connect to {target.where}{via and f' (redirected from {via})'}"
     if address in METADATA:
         raise OutboundBlocked(
-            f"Refused to connect to {target.where}: {subject} is {why}.",
+            f"{refused}: {subject} is {why}.",
             solution="Cloud metadata endpoints are never reachable from workflows, "
             "allowlisted or not.",
         )
     raise OutboundBlocked(
-        f"Refused to connect to {target.where}: {subject} is {why}.",
+        f"{refused}: {subject} is {why}.",
         solution=ALLOWLIST_SOLUTION.format(where=target.where),
     )
 

@@ -9,14 +9,16 @@ server is stateless with JSON responses, so any instance (or Lambda) can answer 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
@@ -34,6 +36,8 @@ from loom.errors import InvalidInput, LoomError, NotImplementedYet
 from loom.workflows import service as workflows
 
 _STATE_KEY = "loom_principal"
+P = ParamSpec("P")
+T = TypeVar("T")
 
 server: MCPServer[Any] = MCPServer(
     "loom",
@@ -48,6 +52,20 @@ def _caller(ctx: Context) -> tuple[Principal, Database, Settings, RunDispatcher 
     return request.state.loom_principal, app.state.db, app.state.settings, app.state.dispatcher
 
 
+def _reported(tool: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Loom's errors reach the agent as tool errors with the message and the solution (the
+    SDK hides any other exception's text)."""
+
+    @functools.wraps(tool)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await tool(*args, **kwargs)
+        except LoomError as exc:
+            raise ToolError(exc.one_line()) from None
+
+    return call
+
+
 def _uuid(value: str, what: str) -> UUID:
     try:
         return UUID(value)
@@ -56,6 +74,7 @@ def _uuid(value: str, what: str) -> UUID:
 
 
 @server.tool(description="List the workflows of the API key's workspace.")
+@_reported
 async def list_workflows(ctx: Context, limit: int = 50) -> list[dict[str, Any]]:
     principal, db, _, _ = _caller(ctx)
     principal.require(role=Role.VIEWER, scope="workflows:read")
@@ -78,6 +97,7 @@ async def list_workflows(ctx: Context, limit: int = 50) -> list[dict[str, Any]]:
 
 
 @server.tool(description="Start a run of a workflow with an input; returns its run id.")
+@_reported
 async def run_workflow(ctx: Context, workflow_id: str, input: Any = None) -> dict[str, Any]:
     principal, db, settings, dispatcher = _caller(ctx)
     principal.require(role=Role.EDITOR, scope="runs:write")
@@ -100,6 +120,7 @@ async def run_workflow(ctx: Context, workflow_id: str, input: Any = None) -> dic
 
 
 @server.tool(description="A run's status, output or error, and its nodes' statuses.")
+@_reported
 async def get_run(ctx: Context, run_id: str) -> dict[str, Any]:
     principal, db, _, _ = _caller(ctx)
     principal.require(role=Role.VIEWER, scope="runs:read")

@@ -1,0 +1,166 @@
+"""The outbound client against real HTTP servers on 127.0.0.1, reached only through the
+workspace allowlist (loopback is refused like any internal address otherwise)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+import tracemalloc
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from loom.net import (
+    OutboundBlocked,
+    OutboundClient,
+    OutboundResponse,
+    OutboundTimeout,
+    OutboundTooLarge,
+)
+from tests.utils.loopback_http import LoopbackServer, Reply, Seen, serve
+
+MB = 1024 * 1024
+
+
+def fetch(url: str, allowlist: Sequence[str], **options: Any) -> OutboundResponse:
+    async def go() -> OutboundResponse:
+        async with OutboundClient(allowlist=allowlist) as client:
+            return await client.request(options.pop("method", "GET"), url, **options)
+
+    return asyncio.run(go())
+
+
+def echo(seen: Seen) -> Reply:
+    return Reply(200, f"{seen.method} {seen.path}".encode(), {"Content-Type": "text/plain"})
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with serve(echo) as running:
+        yield running
+
+
+def test_loopback_is_refused_unless_allowlisted(server: LoopbackServer) -> None:
+    with pytest.raises(OutboundBlocked) as refused:
+        fetch(server.url("/x"), allowlist=[])
+    assert "loopback" in refused.value.message
+    assert f"'{server.where}'" in refused.value.solution
+    with pytest.raises(OutboundBlocked):
+        fetch(server.url("/x"), allowlist=["127.0.0.1:1"])  # another port
+    assert server.seen == []
+
+
+def test_allowlisted_loopback_server_answers(server: LoopbackServer) -> None:
+    response = fetch(server.url("/hello"), allowlist=[server.where], params={"q": "1"})
+    assert (response.status, response.content) == (200, b"GET /hello")
+    assert response.headers["content-type"] == "text/plain"
+    assert str(response.url) == server.url("/hello?q=1")
+    assert server.seen[0].query == {"q": ["1"]}
+
+
+def test_redirect_to_a_loopback_port_that_is_not_allowlisted_is_refused() -> None:
+    with serve(echo) as target:
+
+        def redirect(seen: Seen) -> Reply:
+            return Reply(302, headers={"Location": target.url("/stolen")})
+
+        with serve(redirect) as first:
+            with pytest.raises(OutboundBlocked) as refused:
+                fetch(first.url("/"), allowlist=[first.where])
+            assert f"redirected from {first.url('/')}" in refused.value.message
+            assert target.seen == []
+            # Allowlisting the target as well lets the same redirect through.
+            response = fetch(first.url("/"), allowlist=[first.where, target.where])
+            assert response.content == b"GET /stolen"
+            assert str(response.url) == target.url("/stolen")
+
+
+def test_streamed_gigabyte_is_cut_at_the_cap_quickly_in_bounded_memory() -> None:
+    chunk = bytes(64 * 1024)
+
+    def gigabyte(seen: Seen) -> Reply:
+        return Reply(200, (chunk for _ in range(16 * 1024)))  # chunked, no length
+
+    with serve(gigabyte) as server:
+        tracemalloc.start()
+        started = time.perf_counter()
+        try:
+            with pytest.raises(OutboundTooLarge) as refused:
+                fetch(server.url("/zeros"), allowlist=[server.where], max_bytes=2 * MB)
+            took = time.perf_counter() - started
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert "2097152 byte limit" in refused.value.message
+    assert took < 5
+    assert peak < 16 * MB
+
+
+def test_declared_length_over_the_cap_is_refused_before_reading() -> None:
+    def huge(seen: Seen) -> Reply:
+        return Reply(
+            200, (bytes(64 * 1024) for _ in range(16 * 1024)), {"Content-Length": "1073741824"}
+        )
+
+    with serve(huge) as server, pytest.raises(OutboundTooLarge, match="declares 1073741824"):
+        fetch(server.url("/"), allowlist=[server.where], max_bytes=MB)
+
+
+def test_compression_bomb_is_cut_at_the_decoded_cap() -> None:
+    bomb = gzip.compress(bytes(32 * MB), compresslevel=9)  # 32 KB on the wire
+
+    def compressed(seen: Seen) -> Reply:
+        return Reply(200, bomb, {"Content-Encoding": "gzip"})
+
+    with serve(compressed) as server:
+        tracemalloc.start()
+        try:
+            with pytest.raises(OutboundTooLarge):
+                fetch(server.url("/"), allowlist=[server.where], max_bytes=MB)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert len(bomb) < MB
+    assert peak < 8 * MB
+
+
+def test_gzip_bodies_are_decoded() -> None:
+    def compressed(seen: Seen) -> Reply:
+        return Reply(200, gzip.compress(b"hello " * 1000), {"Content-Encoding": "gzip"})
+
+    with serve(compressed) as server:
+        response = fetch(server.url("/"), allowlist=[server.where])
+    assert response.content == b"hello " * 1000
+
+
+def test_slow_server_times_out_within_the_total_limit() -> None:
+    def slow(seen: Seen) -> Reply:
+        return Reply(200, b"late", delay=10)
+
+    with serve(slow) as server:
+        started = time.perf_counter()
+        with pytest.raises(OutboundTimeout) as refused:
+            fetch(server.url("/slow"), allowlist=[server.where], timeout=0.5)
+        took = time.perf_counter() - started
+    assert took < 2
+    assert refused.value.message == f"GET {server.url('/slow')} did not complete within 0.5 s."
+
+
+def test_trickling_body_hits_the_total_limit() -> None:
+    """Each chunk comes well within a per-read timeout; the total limit still applies."""
+
+    def trickle(seen: Seen) -> Reply:
+        def chunks() -> Iterator[bytes]:
+            for _ in range(100):
+                time.sleep(0.05)
+                yield b"x"
+
+        return Reply(200, chunks())
+
+    with serve(trickle) as server:
+        started = time.perf_counter()
+        with pytest.raises(OutboundTimeout):
+            fetch(server.url("/"), allowlist=[server.where], timeout=0.6)
+        assert time.perf_counter() - started < 2
