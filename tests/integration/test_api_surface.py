@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -81,7 +82,7 @@ schema = schemathesis.openapi.from_dict(create_app(lambda: None).openapi())  # t
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzzing_finds_no_server_error(
-    case: schemathesis.Case, fuzz_target: tuple[ApiServer, Session]
+    case: schemathesis.Case[Any], fuzz_target: tuple[ApiServer, Session]
 ) -> None:
     server, session = fuzz_target
     response = case.call(base_url=server.base_url, headers=session.headers)

@@ -11,7 +11,7 @@ from tests.utils.engine import Harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
-SUMMARISE = '''
+SUMMARISE = """
 import statistics
 from collections import defaultdict
 
@@ -28,7 +28,7 @@ def main(inputs):
         "median": statistics.median(o["amount"] for o in orders),
         "literal": "{% $input %}",
     }
-'''
+"""
 
 
 def _workflow(code: str, **parameters: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import errno
 import importlib.util
 import json
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from loom.sandbox import (
     CodeTimeout,
     Limits,
     LocalProcessRunner,
+    SandboxUnavailable,
 )
 from loom.sandbox.local import BOOTSTRAP
 
@@ -151,7 +153,8 @@ def test_the_code_runs_as_nobody_without_groups() -> None:
             return [os.getresuid(), os.getresgid(), os.getgroups()]
         """
     )
-    assert result.value == [[65534] * 3, [65534] * 3, []]
+    nobody = pwd.getpwnam("nobody")
+    assert result.value == [[nobody.pw_uid] * 3, [nobody.pw_gid] * 3, []]
 
 
 def test_the_master_key_cannot_be_read(tmp_path: Path) -> None:
@@ -166,9 +169,10 @@ def test_the_master_key_cannot_be_read(tmp_path: Path) -> None:
         import random
         def main(inputs):
             found = []
+            dotted = inputs["home"] + "/./master.key"
             for attempt in (lambda: open(inputs["key"]).read(),
                             lambda: random._os.listdir(inputs["home"]),
-                            lambda: open(inputs["key"].replace("/master.key", "/./master.key")).read()):
+                            lambda: open(dotted).read()):
                 try:
                     found.append(attempt())
                 except OSError as exc:
@@ -494,7 +498,12 @@ def test_closed_pipes_end_without_a_result() -> None:
 
 
 def test_garbage_on_the_result_channel_is_refused() -> None:
-    code = "import random\ndef main(inputs):\n    random._os.write(3, b'\\x00garbage\\n')\n    return 1"
+    code = """
+        import random
+        def main(inputs):
+            random._os.write(3, b"\\x00garbage\\n")
+            return 1
+        """
     error = fails(code, CodeCrashed)
     assert "unreadable result" in error.message
 
@@ -582,6 +591,14 @@ def test_without_privilege_drop_a_warning_says_so(caplog: pytest.LogCaptureFixtu
     result = asyncio.run(runner.run("def main(inputs):\n    return 7", None, Limits()))
     assert result.value == 7
     assert "cannot drop privileges" in caplog.text
+
+
+def test_a_sandbox_that_cannot_start_is_a_clear_retryable_error() -> None:
+    runner = LocalProcessRunner(python="/nonexistent/python3")
+    with pytest.raises(SandboxUnavailable) as caught:
+        asyncio.run(runner.run("def main(inputs):\n    return 1", None, Limits()))
+    assert caught.value.retryable
+    assert "Could not start the code sandbox" in caught.value.message
 
 
 # --- the runner goes on ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from loom.net import (
     OutboundTimeout,
     OutboundTooLarge,
 )
+from loom.net import client as client_module
 from tests.utils.loopback_http import LoopbackServer, Reply, Seen, serve
 
 MB = 1024 * 1024
@@ -58,6 +59,32 @@ def test_allowlisted_loopback_server_answers(server: LoopbackServer) -> None:
     assert response.headers["content-type"] == "text/plain"
     assert str(response.url) == server.url("/hello?q=1")
     assert server.seen[0].query == {"q": ["1"]}
+
+
+def test_connections_are_reused_across_clients_but_each_request_is_checked(
+    server: LoopbackServer,
+) -> None:
+    """Clients on one event loop share kept-alive connections, yet a client whose
+    workspace does not allowlist the server is refused even with a connection open."""
+
+    async def go() -> None:
+        for _ in range(3):
+            async with OutboundClient(allowlist=[server.where]) as client:
+                await client.request("GET", server.url("/"))
+        async with OutboundClient(allowlist=[]) as stranger:
+            with pytest.raises(OutboundBlocked):
+                await stranger.request("GET", server.url("/"))
+
+    asyncio.run(go())
+    assert len(server.seen) == 3
+    assert len({seen.client_port for seen in server.seen}) == 1
+
+
+def test_shared_connections_close_with_their_event_loop(server: LoopbackServer) -> None:
+    for _ in range(3):
+        fetch(server.url("/"), allowlist=[server.where])
+    assert client_module._SHARED == {}
+    assert len({seen.client_port for seen in server.seen}) == 3
 
 
 def test_redirect_to_a_loopback_port_that_is_not_allowlisted_is_refused() -> None:

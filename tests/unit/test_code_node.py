@@ -14,8 +14,8 @@ from loom.workflows.validation import validate_definition
 
 
 def _workflow(code: str, **parameters: Any) -> dict[str, Any]:
-    node = {"id": "calc", "type": "ACTION", "subtype": "CODE", "parameters": {"code": code}}
-    node["parameters"].update(parameters)
+    parameters = {"code": code, **parameters}
+    node = {"id": "calc", "type": "ACTION", "subtype": "CODE", "parameters": parameters}
     trigger = {"id": "start", "type": "TRIGGER", "subtype": "MANUAL"}
     return {"name": "code", "nodes": [trigger, node], "edges": [{"from": "start", "to": "calc"}]}
 

@@ -361,6 +361,7 @@ def test_authorization_is_dropped_when_a_redirect_leaves_the_origin() -> None:
         ({"X-Evil": "a\r\nInjected: 1"}, "GET", "line break"),
         ({"X-Evil": "a\nInjected: 1"}, "GET", "line break"),
         ({"X-Evil": "a\x00b"}, "GET", "control character"),
+        ({"X-Name": "Zoë"}, "GET", "non-ASCII"),
         ({"X-Evil\r\nInjected": "1"}, "GET", "not a valid HTTP token"),
         ({"X Evil": "1"}, "GET", "not a valid HTTP token"),
         ({"Host": "internal.example"}, "GET", "set by Loom"),

@@ -22,6 +22,7 @@ class Seen:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names; the last value of a repeated header
     body: bytes
+    client_port: int  # tells connections apart
 
 
 @dataclass
@@ -74,6 +75,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             query=parse_qs(parts.query, keep_blank_values=True),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self.rfile.read(length) if length else b"",
+            client_port=self.client_address[1],
         )
         self.server.seen.append(request)
         reply = self.server.handle(request)

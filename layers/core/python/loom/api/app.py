@@ -14,6 +14,7 @@ from loom.api.routes import (
     api_keys,
     auth,
     credentials,
+    hil,
     mcp,
     nodes,
     public,
@@ -34,6 +35,7 @@ ALL_ROUTERS: tuple[APIRouter, ...] = (
     workspaces.router,
     api_keys.router,
     credentials.router,
+    hil.router,
     mcp.router,
 )
 

@@ -6,12 +6,17 @@ from __future__ import annotations
 from typing import Protocol
 from uuid import UUID
 
+from loom.engine.run_state import Finished
 from loom.engine.states import RunStatus
 
 
 class RunDispatcher(Protocol):
     def submit(self, workspace_id: UUID, run_id: UUID) -> None:
         """Start driving ``run_id``; returns at once."""
+        ...
+
+    def report(self, workspace_id: UUID, run_id: UUID, finished: Finished) -> None:
+        """Deliver a result from outside (a person's answer) and drive the run on."""
         ...
 
     def cancel(self, workspace_id: UUID, run_id: UUID, reason: str) -> RunStatus:

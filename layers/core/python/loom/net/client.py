@@ -27,9 +27,9 @@ import socket
 import ssl
 import time
 import typing
-import weakref
 import zlib
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -46,6 +46,7 @@ from ipaddress import ip_address
 import httpcore
 import httpx
 
+from loom import __version__
 from loom.net.errors import (
     InvalidOutboundRequest,
     InvalidOutboundResponse,
@@ -77,7 +78,11 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 PIN = "loom.pin"
 MAX_POOLS = 64
-DEFAULT_HEADERS = {"user-agent": "loom/0.1", "accept": "*/*", "accept-encoding": "gzip, deflate"}
+DEFAULT_HEADERS = {
+    "user-agent": f"loom/{__version__}",
+    "accept": "*/*",
+    "accept-encoding": "gzip, deflate",  # what _Decoder reads, with bounded output
+}
 
 
 async def system_resolver(host: str, port: int) -> Sequence[str]:
@@ -137,7 +142,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
                 return await self._inner.connect_tcp(
                     address, port, timeout, local_address, socket_options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+            except httpcore.ConnectError as exc:
                 failure = exc
         assert failure is not None  # a pin always holds at least one address
         raise failure
@@ -179,16 +184,15 @@ class PinnedTransport(httpx.AsyncBaseTransport):
                 f"Refused to send a request to {url.host} without a checked address.",
                 solution="Report this as a bug: requests must go through OutboundClient.",
             )
-        pool = self._pools.pop(pin, None)
-        if pool is None:
-            await self._evict_idle()
-            pool = httpcore.AsyncConnectionPool(
-                ssl_context=self._ssl_context,
-                network_backend=PinnedBackend(pin, self._backend),
-                max_connections=10,
-                keepalive_expiry=30,
-            )
+        pool = self._pools.pop(pin, None) or httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl_context,
+            network_backend=PinnedBackend(pin, self._backend),
+            max_connections=10,
+            keepalive_expiry=30,
+        )
         self._pools[pin] = pool  # most recently used last
+        if len(self._pools) > MAX_POOLS:
+            await self._evict_idle()
         assert isinstance(request.stream, httpx.AsyncByteStream)
         response = await pool.handle_async_request(
             httpcore.Request(
@@ -209,9 +213,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         )
 
     async def _evict_idle(self) -> None:
-        """Keep at most ``MAX_POOLS`` pools, closing the least recently used idle ones."""
-        for pin, pool in list(self._pools.items()):
-            if len(self._pools) < MAX_POOLS:
+        """Close the least recently used idle pools, down to ``MAX_POOLS``. A pool that is
+        sending has a connection that is not idle, so it is never closed under a request."""
+        for pin, pool in list(self._pools.items())[:-1]:  # never the one about to be used
+            if len(self._pools) <= MAX_POOLS:
                 return
             if all(connection.is_idle() for connection in pool.connections):
                 del self._pools[pin]
@@ -223,18 +228,33 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             await pool.aclose()
 
 
-_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PinnedTransport] = (
-    weakref.WeakKeyDictionary()
-)
+_SHARED: dict[asyncio.AbstractEventLoop, tuple[PinnedTransport, AsyncGenerator[None, None]]] = {}
 
 
-def shared_transport() -> PinnedTransport:
-    """The running event loop's transport (pools are bound to a loop)."""
+async def shared_transport() -> PinnedTransport:
+    """The running event loop's transport (connection pools belong to one loop).
+
+    It is closed when the loop shuts down: its keeper is an async generator, and
+    ``asyncio.run`` finalises a loop's async generators (``loop.shutdown_asyncgens``) before
+    closing it, so neither sockets nor the loop outlive it."""
     loop = asyncio.get_running_loop()
-    transport = _SHARED.get(loop)
-    if transport is None:
-        transport = _SHARED[loop] = PinnedTransport()
-    return transport
+    entry = _SHARED.get(loop)
+    if entry is None:
+        transport = PinnedTransport()
+        keeper = _keep_until_shutdown(loop, transport)
+        entry = _SHARED[loop] = (transport, keeper)
+        await keeper.asend(None)
+    return entry[0]
+
+
+async def _keep_until_shutdown(
+    loop: asyncio.AbstractEventLoop, transport: PinnedTransport
+) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        _SHARED.pop(loop, None)
+        await transport.aclose()
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -301,11 +321,10 @@ class OutboundClient:
     ) -> OutboundResponse:
         """Send, follow up to ``max_redirects`` checked redirects, and read the body.
 
-        ``timeout`` bounds everything (resolving, connecting, redirects, the body) as one
-        deadline, the only timeout there is;
-        ``max_bytes`` bounds the decoded body, read as it streams. ``sensitive_headers``
-        (e.g. an API-key header) are dropped, with Authorization and Cookie, when a redirect
-        leaves the origin."""
+        ``timeout`` is one deadline for everything: resolving, connecting, redirects and the
+        body. ``max_bytes`` bounds the decoded body, read as it streams.
+        ``sensitive_headers`` (e.g. an API-key header) are dropped, with Authorization and
+        Cookie, when a redirect leaves the origin."""
         check_method(method)
         sent = dict(headers or {})
         check_headers(sent)
@@ -388,7 +407,7 @@ class OutboundClient:
             extensions={PIN: pin},
         )
         log.debug("outbound %s %s:%s via %s", method, target.host, target.port, pin.addresses)
-        transport = self._own_transport or shared_transport()
+        transport = self._own_transport or await shared_transport()
         with _transport_errors(target):
             return await transport.handle_async_request(request)
 

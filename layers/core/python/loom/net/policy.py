@@ -286,6 +286,11 @@ def check_headers(headers: Mapping[str, str]) -> None:
                 f"The value of header '{name}' contains a line break or control character.",
                 "Remove CR, LF and NUL characters from header values.",
             )
+        if not value.isascii():
+            raise _invalid(
+                f"The value of header '{name}' contains non-ASCII characters.",
+                "Percent-encode or base64-encode non-ASCII text in header values.",
+            )
         if name.lower() in MANAGED_HEADERS:
             raise _invalid(
                 f"Header '{name}' is set by Loom from the URL and body and cannot be given.",

@@ -306,7 +306,8 @@ def _death_error(status: int | None, said: bool, limits: Limits, logs: str) -> C
             )
         return CodeCrashed(
             f"The code's process crashed ({name}).",
-            solution="Deep recursion in C code is the usual cause; restructure the code.",
+            solution="Deep recursion (in C code) or running out of memory are the usual "
+            "causes; restructure the code or use less memory.",
             details=details,
         )
     what = "an unreadable result" if status == 0 and said else f"no result (status {status})"

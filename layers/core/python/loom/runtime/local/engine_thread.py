@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from uuid import UUID
 
 from loom.engine.advance import Advance
+from loom.engine.run_state import Finished
 from loom.engine.runner import LocalRunner
 from loom.engine.states import RunStatus
 
@@ -40,6 +41,10 @@ class EngineThread:
             self.runner.drive(workspace_id, run_id), self._loop
         )
         future.add_done_callback(_log_failure)
+
+    def report(self, workspace_id: UUID, run_id: UUID, finished: Finished) -> None:
+        drive = self.runner.drive(workspace_id, run_id, finished=[finished])
+        asyncio.run_coroutine_threadsafe(drive, self._loop).add_done_callback(_log_failure)
 
     def cancel(self, workspace_id: UUID, run_id: UUID, reason: str) -> RunStatus:
         cancelled = self.runner.cancel(workspace_id, run_id, reason)
