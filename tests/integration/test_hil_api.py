@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from psycopg.types.json import Jsonb
 
 import tests.utils.test_nodes  # noqa: F401 - registers ACTION.TEST in this process
 from loom.db import Database
@@ -51,8 +52,14 @@ def _waiting_request(http: httpx.Client, me: Session, database: Database) -> tup
     with database.tenant(me.workspace_id) as conn:
         row = conn.execute(
             "INSERT INTO hil_requests (workspace_id, run_id, node_run_id, kind, request, "
-            "expires_at) VALUES (%s, %s, %s, 'input', '{\"question\": \"how many?\"}', %s) RETURNING id",
-            (me.workspace_id, run_id, ask["id"], datetime.now(UTC) + timedelta(hours=1)),
+            "expires_at) VALUES (%s, %s, %s, 'input', %s, %s) RETURNING id",
+            (
+                me.workspace_id,
+                run_id,
+                ask["id"],
+                Jsonb({"question": "how many?"}),
+                datetime.now(UTC) + timedelta(hours=1),
+            ),
         ).fetchone()
     assert row is not None
     return run_id, str(row["id"])
