@@ -70,6 +70,8 @@ def _server_process() -> Iterator[int]:
     process = multiprocessing.get_context("spawn").Process(target=_serve_until_told, args=(child,))
     process.start()
     try:
+        if not parent.poll(30):
+            raise RuntimeError("The bench's HTTP server did not start within 30 s.")
         yield parent.recv()
     finally:
         parent.send("stop")

@@ -278,3 +278,14 @@ def test_a_suspended_node_waits_for_its_token_then_carries_on(engine_harness: Ha
     assert done.output == {"approved": True}
     with pytest.raises(NotFound):
         asyncio.run(h.runner.resume(h.workspace_id, token, {"approved": False}))
+
+
+def test_an_output_postgres_cannot_store_fails_the_node_not_the_engine(
+    engine_harness: Harness,
+) -> None:
+    tag = uuid.uuid4().hex
+    nul = "{% 'a' & $decodeUrlComponent('%00') & 'b' %}"
+    result = engine_harness.run(_chain("nul", _test_node("bad", tag=tag, value={"text": nul})))
+    assert result.status is RunStatus.ERROR
+    error = engine_harness.nodes(result.run_id)["bad"]["error"]
+    assert error["code"] == "invalid_result" and "output.text" in error["message"]

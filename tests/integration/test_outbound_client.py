@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import time
 import tracemalloc
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from loom.net import (
     OutboundBlocked,
+    OutboundCertificateInvalid,
     OutboundClient,
     OutboundResponse,
     OutboundTimeout,
@@ -85,6 +92,66 @@ def test_shared_connections_close_with_their_event_loop(server: LoopbackServer) 
         fetch(server.url("/"), allowlist=[server.where])
     assert client_module._SHARED == {}
     assert len({seen.client_port for seen in server.seen}) == 3
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
+    """A server context for a self-signed certificate naming api.test, and its PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("api.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return server, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_tls_verifies_the_host_name_while_connecting_to_the_pinned_address(
+    certificate: tuple[ssl.SSLContext, str],
+) -> None:
+    """api.test and wrong.test both resolve (fake DNS) to the loopback server; its
+    certificate names api.test only. The pinned connection must still do SNI and hostname
+    verification on the name in the URL."""
+    server_context, pem = certificate
+
+    async def loopback(host: str, port: int) -> Sequence[str]:
+        return ["127.0.0.1"]
+
+    async def get(host: str, port: int) -> OutboundResponse:
+        async with OutboundClient(
+            allowlist=[host],
+            resolver=loopback,
+            ssl_context=ssl.create_default_context(cadata=pem),
+        ) as client:
+            return await client.request("GET", f"https://{host}:{port}/secure")
+
+    with serve(echo, tls=server_context) as server:
+        response = asyncio.run(get("api.test", server.port))
+        assert response.content == b"GET /secure"
+        assert server.seen[0].headers["host"] == f"api.test:{server.port}"
+        with pytest.raises(OutboundCertificateInvalid, match=r"not valid for wrong\.test"):
+            asyncio.run(get("wrong.test", server.port))
+        assert len(server.seen) == 1
 
 
 def test_redirect_to_a_loopback_port_that_is_not_allowlisted_is_refused() -> None:

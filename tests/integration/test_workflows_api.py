@@ -217,3 +217,19 @@ def test_bad_bodies_get_one_error_shape(
     assert response.status_code == status
     assert set(response.json()["error"]) >= {"code", "message", "solution", "request_id"}
     assert http.get("/v1/workflows", headers=me.headers).json()["items"] == []
+
+
+def test_nul_characters_are_refused_and_nothing_is_stored(http: httpx.Client, me: Session) -> None:
+    named = http.post(
+        "/v1/workflows",
+        headers=me.headers,
+        json={"name": "a\u0000b", "definition": example("transform")},
+    )
+    assert named.status_code == 422 and named.json()["error"]["code"] == "invalid_value"
+    assert http.get("/v1/workflows", headers=me.headers).json()["items"] == []
+    flow = _create(http, me)
+    started = http.post(
+        f"/v1/workflows/{flow}/runs", headers=me.headers, json={"input": {"note": "x\u0000y"}}
+    )
+    assert started.status_code == 422 and "input.note" in started.json()["error"]["message"]
+    assert http.get(f"/v1/runs?workflow_id={flow}", headers=me.headers).json()["items"] == []

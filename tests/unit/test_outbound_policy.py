@@ -249,6 +249,12 @@ def test_one_blocked_answer_refuses_the_name_even_if_another_is_admitted() -> No
     assert network.connects == []
 
 
+def test_an_allowlisted_address_does_not_admit_names_that_resolve_to_it() -> None:
+    dns = FakeDns(rebind_example=[["10.0.0.5"]])
+    with pytest.raises(OutboundBlocked, match=r"rebind\.example resolved to 10\.0\.0\.5"):
+        fetch("http://rebind.example/", resolver=dns, allowlist=["10.0.0.5"])
+
+
 def test_the_checked_address_is_pinned_and_dns_is_asked_once_per_request() -> None:
     """DNS rebinding: the first answer passes the check, every later one is the metadata
     address. The connection goes to the checked address (never to the name, so the HTTP

@@ -7,6 +7,7 @@ so a test can serve a gigabyte without holding it.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -118,8 +119,11 @@ for _method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
 
 
 @contextmanager
-def serve(handle: Handler) -> Iterator[LoopbackServer]:
+def serve(handle: Handler, *, tls: ssl.SSLContext | None = None) -> Iterator[LoopbackServer]:
+    """Serve ``handle`` on a free port of 127.0.0.1; HTTPS with ``tls`` (a server context)."""
     server = _Server(handle)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -67,6 +68,18 @@ def install_error_handlers(app: FastAPI) -> None:
         code, solution = _HTTP_CODES.get(exc.status_code, ("http_error", ""))
         body = error_body(code, str(exc.detail), solution)
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value Postgres cannot hold (e.g. a NUL character); the unit of work rolled back,
+        # so nothing changed. Postgres's first line names the problem, never the data.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid value"
+        body = error_body(
+            "invalid_value",
+            f"A value in the request cannot be stored: {reason}.",
+            "Remove NUL (\\u0000) characters and out-of-range values, then send it again.",
+        )
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

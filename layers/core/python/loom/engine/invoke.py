@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from loom.engine.advance import Invocation
 from loom.engine.run_state import Finished
+from loom.engine.values import find_nul
 from loom.errors import LoomError
 from loom.expressions import ExpressionContext, evaluate
 from loom.nodes.base import ChildRuns, NodeContext, NodeResult, NodeServices, NodeSpec
@@ -142,9 +143,16 @@ def _accept(result: NodeResult, spec: NodeSpec, node: Node, report: Any) -> Fini
 def _json_value(node_id: str, value: Any) -> Any:
     """Outputs are JSON: anything else is refused here rather than half-stored later."""
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        normal = json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise InvalidResult(
             f"Node '{node_id}' produced an output that is not JSON: {exc}.",
             solution="Return only JSON values (objects, lists, strings, numbers, booleans, null).",
         ) from None
+    nul = find_nul(normal, "output")
+    if nul is not None:
+        raise InvalidResult(
+            f"Node '{node_id}' produced a NUL character at {nul}.",
+            solution="Remove NUL (\\u0000) characters; they cannot be stored.",
+        )
+    return normal

@@ -17,6 +17,7 @@ from loom.db import runs as repo
 from loom.db.database import Conn, Database
 from loom.engine.graph import Graph
 from loom.engine.states import NodeStatus, RunStatus
+from loom.engine.values import find_nul
 from loom.errors import Conflict, InvalidInput, NotFound
 from loom.workflows.service import live_version, load_definition
 
@@ -37,6 +38,12 @@ def check_input(input: Any, limit: int = MAX_INPUT_BYTES) -> None:
         raise InvalidInput(
             f"The run input is not JSON: {exc}.", solution="Send a JSON value as the input."
         ) from None
+    nul = find_nul(input, "input")
+    if nul is not None:
+        raise InvalidInput(
+            f"The run input holds a NUL character at {nul}.",
+            solution="Remove NUL (\\u0000) characters; they cannot be stored.",
+        )
     if size > limit:
         raise InvalidInput(
             f"The run input is {size / 1_048_576:.1f} MiB; "

@@ -25,7 +25,6 @@ import asyncio
 import logging
 import socket
 import ssl
-import time
 import typing
 import zlib
 from collections.abc import (
@@ -51,6 +50,7 @@ from loom.net.errors import (
     InvalidOutboundRequest,
     InvalidOutboundResponse,
     OutboundBlocked,
+    OutboundCertificateInvalid,
     OutboundConnectionFailed,
     OutboundTimeout,
     OutboundTooLarge,
@@ -111,8 +111,7 @@ class OutboundResponse:
     reason: str
     headers: httpx.Headers
     content: bytes
-    url: httpx.URL
-    elapsed_ms: float
+    url: httpx.URL  # the final one, after redirects
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
@@ -331,7 +330,6 @@ class OutboundClient:
         target = parse_url(url)
         if params:
             target = parse_url(target.url.copy_merge_params(params))
-        started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
                 return await self._follow(
@@ -340,7 +338,6 @@ class OutboundClient:
                     sent,
                     content,
                     max_bytes,
-                    started,
                     CREDENTIAL_HEADERS | {name.lower() for name in sensitive_headers},
                 )
         except TimeoutError:
@@ -356,7 +353,6 @@ class OutboundClient:
         headers: dict[str, str],
         content: bytes | None,
         max_bytes: int,
-        started: float,
         sensitive: frozenset[str],
     ) -> OutboundResponse:
         via = ""
@@ -371,7 +367,6 @@ class OutboundClient:
                     headers=response.headers,
                     content=body,
                     url=target.url,
-                    elapsed_ms=(time.perf_counter() - started) * 1000,
                 )
             await response.aclose()
             if hop == self._max_redirects:
@@ -457,12 +452,33 @@ def _transport_errors(target: Target) -> Iterator[None]:
     """httpcore failures as Loom errors naming the target, never the request."""
     try:
         yield
+    except httpcore.ConnectError as exc:
+        invalid = _certificate_error(exc)
+        if invalid is not None:
+            raise OutboundCertificateInvalid(
+                f"The TLS certificate of {target.where} is not valid for {target.host}: "
+                f"{invalid.verify_message}.",
+                solution="Use the host name the certificate was issued for, or ask the "
+                "server's owner to fix its certificate.",
+            ) from None
+        raise _connection_failed(target, exc) from None
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        raise OutboundConnectionFailed(
-            f"The connection to {target.where} failed: {str(exc)[:200] or type(exc).__name__}.",
-            solution="Check that the server is up and speaks HTTP (or HTTPS with a valid "
-            "certificate for this host name).",
-        ) from None
+        raise _connection_failed(target, exc) from None
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind a connect error (httpcore and anyio wrap it)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
+def _connection_failed(target: Target, exc: Exception) -> OutboundConnectionFailed:
+    return OutboundConnectionFailed(
+        f"The connection to {target.where} failed: {str(exc)[:200] or type(exc).__name__}.",
+        solution="Check that the server is up and speaks HTTP (or HTTPS on an HTTPS port).",
+    )
 
 
 async def _read_capped(response: httpx.Response, target: Target, max_bytes: int) -> bytes:

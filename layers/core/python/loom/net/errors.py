@@ -51,6 +51,13 @@ class OutboundConnectionFailed(OutboundError):
     code = "outbound_connection_failed"
 
 
+class OutboundCertificateInvalid(OutboundError):
+    """The server's TLS certificate does not verify for the host name in the URL."""
+
+    code = "outbound_certificate_invalid"
+    retryable = False
+
+
 class TooManyRedirects(OutboundError):
     code = "outbound_too_many_redirects"
     retryable = False

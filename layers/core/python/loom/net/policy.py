@@ -100,14 +100,15 @@ MANAGED_HEADERS = frozenset(
 
 @dataclass(frozen=True)
 class Target:
-    """A checked, normalised URL: ``host`` is IDNA ASCII without a trailing dot, or an IP
-    literal in its canonical text; ``address`` is set when the host is an IP literal."""
+    """A parsed, normalised http(s) URL: ``host`` is IDNA ASCII without a trailing dot, or
+    an IP literal in its canonical text; ``address`` is set when the host is an IP literal.
+    Its addresses are checked later, per connection (``check_address``)."""
 
     url: httpx.URL
     host: str
     port: int
     address: IPAddress | None
-    given: str  # the host as written, for messages: "0x7f.1 (127.0.0.1)"
+    given: str  # the host as written, for messages: "0x7f.1 means 127.0.0.1"
 
     @property
     def scheme(self) -> str:
@@ -186,7 +187,10 @@ def normalise_host(raw: str, *, what: str = "URL") -> tuple[str, IPAddress | Non
     if v4 is not None:
         return str(v4), v4
     if not host.isascii():
-        host = httpx.URL(scheme="http", host=host).raw_host.decode("ascii")
+        try:
+            host = httpx.URL(scheme="http", host=host).raw_host.decode("ascii")  # IDNA
+        except httpx.InvalidURL:
+            raise _invalid(f"The {what} has an invalid host name: {host!r}.") from None
     if len(host) > 253 or not _HOSTNAME.fullmatch(host):
         raise _invalid(f"The {what} has an invalid host name: {host!r}.")
     return host, None
