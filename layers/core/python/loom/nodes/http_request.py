@@ -1,10 +1,11 @@
 """ACTION.HTTP_REQUEST: call an HTTP API through the outbound choke point (``loom.net``).
 
 Credentials are applied here and nowhere else: their values never reach the output, an
-error or a log. Every secret (and every header value derived from one) is redacted from
-what the server sends back, in case it echoes the request. 429 and 5xx answers are retried
-inside the node attempt, honouring Retry-After, within a small budget; anything longer is
-left to the node's retry policy.
+error or a log. In case a server echoes the request, every secret of 8 characters or more
+(and every header value derived from one) is also redacted from the response headers, text
+and JSON bodies and error excerpts it sends back (binary bodies are returned untouched).
+429 and 5xx answers are retried inside the node attempt, honouring Retry-After, within a
+small budget; anything longer is left to the node's retry policy.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -144,7 +145,7 @@ class TokenCache:
 
     DEFAULT_LIFETIME = 300.0
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._tokens: dict[tuple[str, ...], _Token] = {}
 
@@ -400,6 +401,8 @@ def _token_from(response: OutboundResponse, where: str) -> tuple[str, float | No
             f"The token endpoint {where} answered without an access_token.",
             solution="Check that the token URL is the OAuth2 token endpoint.",
         )
+    # expires_in is optional (RFC 6749 5.1); without a usable one the cache's default
+    # lifetime applies, and a 401 with the cached token fetches a new one anyway.
     expires_in = data.get("expires_in")
     try:
         lifetime = float(expires_in) if expires_in is not None else None
