@@ -1,8 +1,11 @@
-"""Dependencies shared by the routers: the database, the settings, and the caller."""
+"""Dependencies shared by the routers: the database, the settings, and the caller.
+
+The ones that do no I/O are ``async`` so FastAPI calls them inline instead of sending
+each to the thread pool; authentication queries the database and stays synchronous."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,14 +16,14 @@ from loom.db import Database
 from loom.errors import DatabaseUnavailable
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database | None = getattr(request.app.state, "db", None)
     if db is None:
         raise DatabaseUnavailable("The database is not connected.", solution="Retry shortly.")
     return db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -42,9 +45,9 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 def allow(role: Role, scope: str) -> Any:
     """A dependency admitting users with at least ``role`` and API keys with ``scope``."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         principal.require(role=role, scope=scope)
         return principal
 
-    checker: Callable[[Principal], Principal] = check
+    checker: Callable[[Principal], Awaitable[Principal]] = check
     return Depends(checker)
