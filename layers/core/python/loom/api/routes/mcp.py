@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -39,11 +40,28 @@ _STATE_KEY = "loom_principal"
 P = ParamSpec("P")
 T = TypeVar("T")
 
-server: MCPServer[Any] = MCPServer(
-    "loom",
-    version=__version__,
-    instructions="Run Loom workflows: list them, start a run, then poll get_run until it ends.",
-)
+
+def _new_server() -> MCPServer[Any]:
+    """The SDK's constructor calls ``logging.basicConfig`` (a Rich handler at INFO on the
+    root logger) whenever the root has no handler yet; a library must not configure the
+    process's logging, so a placeholder handler makes that call a no-op."""
+    root = logging.getLogger()
+    placeholder = None if root.handlers else logging.NullHandler()
+    if placeholder is not None:
+        root.addHandler(placeholder)
+    try:
+        return MCPServer(
+            "loom",
+            version=__version__,
+            instructions="Run Loom workflows: list them, start a run, then poll get_run until "
+            "it ends.",
+        )
+    finally:
+        if placeholder is not None:
+            root.removeHandler(placeholder)
+
+
+server = _new_server()
 
 
 def _caller(ctx: Context) -> tuple[Principal, Database, Settings, RunDispatcher | None]:
