@@ -31,6 +31,7 @@ from tests.utils.api import (
     JWT_SECRET,
     PASSWORD,
     Session,
+    join_workspace,
     new_email,
     session_of,
     signup,
@@ -121,22 +122,6 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
     error: dict[str, Any] = response.json()["error"]
     assert set(error) >= {"code", "message", "solution", "request_id"}
     return error
-
-
-def _join(client: httpx.Client, inviter: Session, role: str) -> Session:
-    """A new person invited by ``inviter`` as ``role``, signed in to its workspace."""
-    person = signup(client, workspace="own")
-    invited = client.post(
-        "/v1/workspaces/current/invitations",
-        json={"email": person.email, "role": role},
-        headers=inviter.headers,
-    )
-    assert invited.status_code == 201, invited.text
-    accepted = client.post(
-        "/v1/invitations/accept", json={"token": invited.json()["token"]}, headers=person.headers
-    )
-    assert accepted.status_code == 200, accepted.text
-    return session_of(accepted.json(), email=person.email)
 
 
 def _new_key(
@@ -453,9 +438,9 @@ def test_create_and_list_workspaces(client: httpx.Client, owner: Session) -> Non
 
 
 def test_roles_decide_who_manages_what(client: httpx.Client, owner: Session) -> None:
-    admin = _join(client, owner, "admin")
-    editor = _join(client, owner, "editor")
-    viewer = _join(client, owner, "viewer")
+    admin = join_workspace(client, owner, "admin")
+    editor = join_workspace(client, owner, "editor")
+    viewer = join_workspace(client, owner, "viewer")
     members = client.get("/v1/workspaces/current/members", headers=viewer.headers).json()
     assert {m["email"]: m["role"] for m in members} == {
         owner.email: "owner",
@@ -500,7 +485,7 @@ def test_roles_decide_who_manages_what(client: httpx.Client, owner: Session) -> 
 
 
 def test_a_removed_member_loses_access_at_once(client: httpx.Client, owner: Session) -> None:
-    editor = _join(client, owner, "editor")
+    editor = join_workspace(client, owner, "editor")
     assert client.get("/v1/workspaces/current", headers=editor.headers).status_code == 200
     removed = client.delete(
         f"/v1/workspaces/current/members/{editor.user_id}", headers=owner.headers
@@ -514,7 +499,7 @@ def test_a_removed_member_loses_access_at_once(client: httpx.Client, owner: Sess
 
 
 def test_a_role_change_applies_to_the_next_request(client: httpx.Client, owner: Session) -> None:
-    admin = _join(client, owner, "admin")
+    admin = join_workspace(client, owner, "admin")
     assert client.get("/v1/api-keys", headers=admin.headers).status_code == 200
     client.patch(
         f"/v1/workspaces/current/members/{admin.user_id}",
@@ -710,7 +695,7 @@ def test_scopes_and_roles_guard_routes_through_allow(custom: httpx.Client) -> No
     assert "workflows:write" in _error(missing, 403)["message"]
     allowed = custom.get("/v1/test-probe/write", headers=_bearer(writer["key"]))
     assert allowed.json() == {"kind": "api_key"}
-    viewer = _join(custom, owner, "viewer")
+    viewer = join_workspace(custom, owner, "viewer")
     assert (
         "editor role"
         in _error(custom.get("/v1/test-probe/write", headers=viewer.headers), 403)["message"]
@@ -723,7 +708,7 @@ def test_scopes_and_roles_guard_routes_through_allow(custom: httpx.Client) -> No
 
 def test_another_workspaces_ids_are_404_and_change_nothing(client: httpx.Client) -> None:
     a, b = signup(client), signup(client)
-    b_member = _join(client, b, "editor")
+    b_member = join_workspace(client, b, "editor")
     b_key = _new_key(client, b, ["runs:read"])
     b_invitation = client.post(
         "/v1/workspaces/current/invitations",

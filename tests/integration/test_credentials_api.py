@@ -18,7 +18,7 @@ from loom.secrets import service
 from loom.secrets.keyring import CredentialUnreadable
 from loom.secrets.types import Basic, BearerToken
 from loom.secrets.vault import vault_for
-from tests.utils.api import ApiServer, Session, session_of, signup
+from tests.utils.api import ApiServer, Session, join_workspace, signup
 from tests.utils.pg import PgCluster
 
 CANARY = "canary-5b8e1d42-never-shown"
@@ -38,21 +38,6 @@ def _create(
     return client.post(
         "/v1/credentials", json={"name": name, "type": kind, "data": data}, headers=headers
     )
-
-
-def _join(client: httpx.Client, owner: Session, role: str) -> Session:
-    person = signup(client, workspace="own")
-    invited = client.post(
-        "/v1/workspaces/current/invitations",
-        json={"email": person.email, "role": role},
-        headers=owner.headers,
-    )
-    assert invited.status_code == 201, invited.text
-    accepted = client.post(
-        "/v1/invitations/accept", json={"token": invited.json()["token"]}, headers=person.headers
-    )
-    assert accepted.status_code == 200, accepted.text
-    return session_of(accepted.json(), email=person.email)
 
 
 def _superuser(cluster: PgCluster) -> str:
@@ -126,7 +111,7 @@ def test_another_workspaces_credential_is_404(client: httpx.Client, owner: Sessi
 
 def test_viewers_read_and_editors_write(client: httpx.Client, owner: Session) -> None:
     existing = _create(client, owner, "gh", "github_token", {"token": CANARY}).json()
-    viewer = _join(client, owner, "viewer")
+    viewer = join_workspace(client, owner, "viewer")
     assert [c["id"] for c in client.get("/v1/credentials", headers=viewer.headers).json()] == [
         existing["id"]
     ]
@@ -134,7 +119,7 @@ def test_viewers_read_and_editors_write(client: httpx.Client, owner: Session) ->
     _error(_create(client, viewer, "mine", "github_token", {"token": CANARY}), 403)
     _error(client.delete(f"/v1/credentials/{existing['id']}", headers=viewer.headers), 403)
 
-    editor = _join(client, owner, "editor")
+    editor = join_workspace(client, owner, "editor")
     assert _create(client, editor, "editor's", "github_token", {"token": "t"}).status_code == 201
     _error(client.get("/v1/credentials"), 401)
 

@@ -131,3 +131,19 @@ def session_of(tokens: dict[str, object], *, email: str = "") -> Session:
         workspace_id=str(tokens["workspace_id"]),
         email=email,
     )
+
+
+def join_workspace(client: httpx.Client, inviter: Session, role: str) -> Session:
+    """A new person invited by ``inviter`` as ``role``, signed in to its workspace."""
+    person = signup(client, workspace="own")
+    invited = client.post(
+        "/v1/workspaces/current/invitations",
+        json={"email": person.email, "role": role},
+        headers=inviter.headers,
+    )
+    assert invited.status_code == 201, invited.text
+    accepted = client.post(
+        "/v1/invitations/accept", json={"token": invited.json()["token"]}, headers=person.headers
+    )
+    assert accepted.status_code == 200, accepted.text
+    return session_of(accepted.json(), email=person.email)

@@ -132,9 +132,3 @@ def _reported(migration: Migration) -> Iterator[None]:
             solution="The database was left as it was before this migration. The role in "
             "DATABASE_URL must own the schema and be allowed to create roles.",
         ) from None
-
-
-def applied_versions(owner_url: str) -> list[str]:
-    with open_owner_connection(owner_url) as conn:
-        rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
-    return [str(r[0]) for r in rows]

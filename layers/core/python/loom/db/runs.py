@@ -204,9 +204,9 @@ def move_run_params(
         "expected_seq": expected_seq,
         "last_seq": last_seq,
         "set_output": finished,
-        "output": _json(output) if finished and output_ref is None else None,
+        "output": json_param(output) if finished and output_ref is None else None,
         "output_ref": output_ref,
-        "error": _json(error) if error is not None else None,
+        "error": json_param(error) if error is not None else None,
     }
 
 
@@ -220,21 +220,6 @@ def node_params(values: dict[str, Any]) -> dict[str, Any]:
     return wrapped
 
 
-def json_param(rows: list[dict[str, Any]]) -> str:
-    return _json(rows)
-
-
-def request_cancel(conn: Conn, run_id: UUID) -> None:
-    conn.execute("UPDATE runs SET cancel_requested = true WHERE id = %s", (run_id,))
-
-
-def child_runs(conn: Conn, parent_node_run_id: UUID) -> list[dict[str, Any]]:
-    return conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE parent_node_run_id = %s",
-        (parent_node_run_id,),
-    ).fetchall()
-
-
 def locate_active_runs(conn: Conn, engine: str) -> list[tuple[UUID, UUID]]:
     rows = conn.execute(
         "SELECT workspace_id, run_id FROM loom_locate_active_runs(%s)", (engine,)
@@ -242,7 +227,7 @@ def locate_active_runs(conn: Conn, engine: str) -> list[tuple[UUID, UUID]]:
     return [(r["workspace_id"], r["run_id"]) for r in rows]
 
 
-def _json(value: Any) -> str:
+def json_param(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 

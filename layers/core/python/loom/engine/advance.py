@@ -22,12 +22,10 @@ import psycopg
 from loom.blobs import BlobStore, blob_key
 from loom.db import runs as repo
 from loom.db.database import Conn, Database
-from loom.engine.graph import Graph
+from loom.engine.graph import Graph, graph_for
 from loom.engine.run_state import Finished, NodeState, ReadyItem, RunState
 from loom.engine.states import NodeStatus, RunStatus
 from loom.errors import Conflict, NotFound
-from loom.workflows.definition import WorkflowDefinition
-from loom.workflows.service import load_definition
 
 DEFAULT_OUTPUT_THRESHOLD = 256 * 1024
 _MAX_CONFLICTS = 5
@@ -80,7 +78,6 @@ class Engine:
         self.output_threshold = output_threshold
         self.clock = clock
         self._states: OrderedDict[UUID, RunState] = OrderedDict()
-        self._graphs: OrderedDict[tuple[UUID, int, tuple[str, ...]], Graph] = OrderedDict()
         self._cache_size = cache_size
 
     def advance(
@@ -131,7 +128,7 @@ class Engine:
             conn.execute("COMMIT")
 
     def _state(self, conn: Conn, row: dict[str, Any]) -> RunState:
-        graph = self.graph(conn, row["workflow_id"], row["workflow_version"], row["body_of"])
+        graph = graph_for(conn, row["workflow_id"], row["workflow_version"], row["body_of"])
         nodes = {}
         for n in repo.node_runs(conn, row["id"]):
             output = n["output"]
@@ -172,21 +169,6 @@ class Engine:
             output=row["output"],
             error=row["error"],
         )
-
-    def graph(
-        self, conn: Conn, workflow_id: UUID, version: int, body_of: Sequence[str] | None
-    ) -> Graph:
-        key = (workflow_id, version, tuple(body_of or ()))
-        graph = self._graphs.get(key)
-        if graph is None:
-            definition: WorkflowDefinition = load_definition(conn, workflow_id, version)
-            graph = Graph.build(definition)
-            if body_of:
-                graph = Graph.build(graph.body(list(body_of)))
-            self._graphs[key] = graph
-            if len(self._graphs) > self._cache_size:
-                self._graphs.popitem(last=False)
-        return graph
 
     # -- saving ----------------------------------------------------------------------
 

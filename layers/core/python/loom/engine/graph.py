@@ -5,15 +5,19 @@ Definitions are immutable once saved, so a ``Graph`` is built once per version a
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+from uuid import UUID
 
+from loom.db.database import Conn
 from loom.errors import LoomError
 from loom.nodes.base import NodeSpec
 from loom.nodes.registry import get_spec
 from loom.workflows.definition import Edge, Node, WorkflowDefinition
+from loom.workflows.service import load_definition
 
 
 class UnknownNodeType(LoomError):
@@ -91,6 +95,29 @@ class Graph:
                 {"name": f"{definition.name} / {node_id}", **raw}
             )
         return definition
+
+
+_GRAPHS: OrderedDict[tuple[UUID, int, tuple[str, ...]], Graph] = OrderedDict()
+_GRAPHS_LIMIT = 256
+
+
+def graph_for(
+    conn: Conn, workflow_id: UUID, version: int, body_of: Sequence[str] | None = None
+) -> Graph:
+    """The graph of a pinned version (or of a FLOW.LOOP body inside it), built once per
+    process: versions never change, so neither do their graphs."""
+    key = (workflow_id, version, tuple(body_of or ()))
+    graph = _GRAPHS.get(key)
+    if graph is None:
+        graph = Graph.build(load_definition(conn, workflow_id, version))
+        if body_of:
+            graph = Graph.build(graph.body(list(body_of)))
+        _GRAPHS[key] = graph
+        if len(_GRAPHS) > _GRAPHS_LIMIT:
+            _GRAPHS.popitem(last=False)
+    else:
+        _GRAPHS.move_to_end(key)
+    return graph
 
 
 def _topological(nodes: dict[str, Node], outgoing: dict[str, list[Edge]]) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -136,7 +136,7 @@ class _Children:
         self.runner = runner
         self.parent = parent
 
-    async def run_child(self, definition: Mapping[str, Any], input: Any, *, key: str) -> Any:
+    async def run_child(self, input: Any, *, key: str) -> Any:
         parent = self.parent
         run_id, status, output, error = await asyncio.to_thread(
             start_child_run,

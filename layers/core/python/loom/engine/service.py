@@ -15,11 +15,11 @@ import psycopg
 
 from loom.db import runs as repo
 from loom.db.database import Conn, Database
-from loom.engine.graph import Graph
+from loom.engine.graph import Graph, graph_for
 from loom.engine.states import NodeStatus, RunStatus
 from loom.engine.values import find_nul
 from loom.errors import Conflict, InvalidInput, NotFound
-from loom.workflows.service import live_version, load_definition
+from loom.workflows.service import live_version
 
 MAX_INPUT_BYTES = 5 * 1024 * 1024
 
@@ -73,7 +73,7 @@ def start_run(
             if existing is not None:
                 return StartedRun(existing["id"], RunStatus(existing["status"]), created=False)
         chosen = version if version is not None else live_version(conn, workflow_id)
-        graph = Graph.build(load_definition(conn, workflow_id, chosen))
+        graph = graph_for(conn, workflow_id, chosen)
         try:
             with conn.transaction():
                 row = repo.insert_run(
@@ -138,10 +138,7 @@ def start_child_run(
                 existing["error"],
             )
         body_of = [*(parent["body_of"] or []), loop_node_id]
-        outer = Graph.build(
-            load_definition(conn, parent["workflow_id"], parent["workflow_version"])
-        )
-        graph = Graph.build(outer.body(body_of))
+        graph = graph_for(conn, parent["workflow_id"], parent["workflow_version"], body_of)
         row = repo.insert_run(
             conn,
             workspace_id=workspace_id,
@@ -182,9 +179,7 @@ def rerun_from(
                 f"Run {run_id} is still {original['status']}.",
                 solution="Wait for it to finish, or cancel it, then rerun.",
             )
-        graph = Graph.build(
-            load_definition(conn, original["workflow_id"], original["workflow_version"])
-        )
+        graph = graph_for(conn, original["workflow_id"], original["workflow_version"])
         if from_node not in graph.nodes:
             raise InvalidInput(
                 f"Run {run_id}'s workflow has no node '{from_node}'.",

@@ -40,8 +40,9 @@ class NodeResult:
 class ChildRuns(Protocol):
     """What a node may ask of the engine: run a sub-workflow (FLOW.LOOP bodies)."""
 
-    async def run_child(self, definition: Mapping[str, Any], input: Any, *, key: str) -> Any:
-        """Run ``definition`` as a child run with idempotency ``key``; return its output."""
+    async def run_child(self, input: Any, *, key: str) -> Any:
+        """Run this node's body (derived from the run's pinned version) as a child run with
+        idempotency ``key``; return its output."""
         ...
 
 

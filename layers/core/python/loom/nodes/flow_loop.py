@@ -45,12 +45,11 @@ async def execute(
         )
     children = ctx.children
     gate = asyncio.Semaphore(params.concurrency)
-    body = {"name": f"{ctx.node_id} body", **params.body}
 
     async def one(index: int, item: Any) -> Any:
         async with gate:
             key = f"{ctx.node_run_id}:{index}"
-            return await children.run_child(body, {"item": item, "index": index}, key=key)
+            return await children.run_child({"item": item, "index": index}, key=key)
 
     results = await asyncio.gather(*(one(i, item) for i, item in enumerate(params.items)))
     return NodeResult(output=list(results))

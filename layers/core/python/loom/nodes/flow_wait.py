@@ -3,7 +3,7 @@ locally), so a process that dies while waiting resumes on restart and wakes on t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Self
 
 from pydantic import AwareDatetime, Field, model_validator
@@ -42,7 +42,3 @@ SPEC = register(
         kind="wait",
     )
 )
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

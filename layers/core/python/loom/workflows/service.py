@@ -38,23 +38,9 @@ def create_workflow(
 ) -> SavedVersion:
     definition = validate_definition(raw).to_json()
     with db.tenant(workspace_id) as conn:
-        row = repo.insert_workflow(
-            conn,
-            workspace_id=workspace_id,
-            name=definition["name"],
-            description=definition.get("description", ""),
-            created_by=created_by,
-        )
-        version = repo.add_version(
-            conn,
-            workspace_id=workspace_id,
-            workflow_id=row["id"],
-            definition=definition,
-            checksum=checksum(definition),
-            created_by=created_by,
-            publish=True,
-        )
-    return SavedVersion(row["id"], version, created=True)
+        workflow_id = _insert(conn, workspace_id, definition, created_by)
+        version = _append(conn, workspace_id, workflow_id, definition, created_by, publish=True)
+    return SavedVersion(workflow_id, version, created=True)
 
 
 def save_version(
@@ -69,15 +55,7 @@ def save_version(
     definition = validate_definition(raw).to_json()
     with db.tenant(workspace_id) as conn:
         _require(conn, workflow_id, lock=True)
-        version = repo.add_version(
-            conn,
-            workspace_id=workspace_id,
-            workflow_id=workflow_id,
-            definition=definition,
-            checksum=checksum(definition),
-            created_by=created_by,
-            publish=publish,
-        )
+        version = _append(conn, workspace_id, workflow_id, definition, created_by, publish=publish)
     return SavedVersion(workflow_id, version, created=False)
 
 
@@ -85,18 +63,54 @@ def save_by_name(db: Database, workspace_id: UUID, raw: Any) -> SavedVersion:
     """The CLI's save: reuse the latest version of the workflow with this name when the
     definition is unchanged; otherwise add a version (or create the workflow)."""
     definition = validate_definition(raw).to_json()
-    digest = checksum(definition)
     with db.tenant(workspace_id) as conn:
         existing = repo.find_workflow_by_name(conn, definition["name"])
-        if existing is not None:
-            latest = repo.get_version(conn, existing["id"], existing["latest_version"])
-            if latest is not None and latest["checksum"] == digest:
-                if existing["live_version"] != latest["version"]:
-                    repo.set_live_version(conn, existing["id"], latest["version"])
-                return SavedVersion(existing["id"], latest["version"], created=False)
-    if existing is None:
-        return create_workflow(db, workspace_id, definition)
-    return save_version(db, workspace_id, existing["id"], definition)
+        if existing is None:
+            workflow_id = _insert(conn, workspace_id, definition, None)
+            version = _append(conn, workspace_id, workflow_id, definition, None, publish=True)
+            return SavedVersion(workflow_id, version, created=True)
+        latest = repo.get_version(conn, existing["id"], existing["latest_version"])
+        if latest is not None and latest["checksum"] == checksum(definition):
+            if existing["live_version"] != latest["version"]:
+                repo.set_live_version(conn, existing["id"], latest["version"])
+            return SavedVersion(existing["id"], latest["version"], created=False)
+        _require(conn, existing["id"], lock=True)
+        version = _append(conn, workspace_id, existing["id"], definition, None, publish=True)
+        return SavedVersion(existing["id"], version, created=False)
+
+
+def _insert(
+    conn: Conn, workspace_id: UUID, definition: dict[str, Any], created_by: UUID | None
+) -> UUID:
+    row = repo.insert_workflow(
+        conn,
+        workspace_id=workspace_id,
+        name=definition["name"],
+        description=definition.get("description", ""),
+        created_by=created_by,
+    )
+    return UUID(str(row["id"]))
+
+
+def _append(
+    conn: Conn,
+    workspace_id: UUID,
+    workflow_id: UUID,
+    definition: dict[str, Any],
+    created_by: UUID | None,
+    *,
+    publish: bool,
+) -> int:
+    """Add a version of an already-validated definition (the workflow row locked)."""
+    return repo.add_version(
+        conn,
+        workspace_id=workspace_id,
+        workflow_id=workflow_id,
+        definition=definition,
+        checksum=checksum(definition),
+        created_by=created_by,
+        publish=publish,
+    )
 
 
 def publish(db: Database, workspace_id: UUID, workflow_id: UUID, version: int) -> None:
