@@ -67,7 +67,7 @@ def engine_api(database: Database, tmp_path_factory: pytest.TempPathFactory) -> 
 
     settings = test_settings(tmp_path_factory.mktemp("engine-api"))
     _, runner = build_engine(settings, database)
-    engine = EngineThread(runner)
+    engine = EngineThread(runner, deadline_sweep_seconds=0.2)
     engine.start()
     with start_api_server(database, settings, dispatcher=engine) as server:
         yield server

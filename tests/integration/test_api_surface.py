@@ -22,6 +22,12 @@ PUBLIC = {
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
     ("POST", "/v1/auth/logout"),
+    # A one-time respond link is its own credential (256 random bits, stored hashed).
+    ("GET", "/v1/public/hil/{token}"),
+    ("POST", "/v1/public/hil/{token}/respond"),
+    # Webhook deliveries authenticate by the trigger's signature (HMAC over the body), not a
+    # Loom credential; rate limited per trigger.
+    ("POST", "/v1/hooks/{trigger_id}"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),

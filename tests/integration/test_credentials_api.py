@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import uuid
 from typing import Any
@@ -11,7 +10,6 @@ import httpx
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from loom.db import Database
 from loom.secrets import service
@@ -19,6 +17,7 @@ from loom.secrets.keyring import CredentialUnreadable
 from loom.secrets.types import Basic, BearerToken
 from loom.secrets.vault import vault_for
 from tests.utils.api import ApiServer, Session, join_workspace, signup
+from tests.utils.leaks import scan_database, spellings, superuser_url
 from tests.utils.pg import PgCluster
 
 CANARY = "canary-5b8e1d42-never-shown"
@@ -38,11 +37,6 @@ def _create(
     return client.post(
         "/v1/credentials", json={"name": name, "type": kind, "data": data}, headers=headers
     )
-
-
-def _superuser(cluster: PgCluster) -> str:
-    """Row-level security is forced even for the owner; the superuser sees every row."""
-    return make_conninfo(cluster.superuser, dbname=conninfo_to_dict(cluster.urls.owner)["dbname"])
 
 
 @pytest.fixture
@@ -174,7 +168,7 @@ def test_a_row_copied_to_another_workspace_or_id_does_not_decrypt(
     original = _create(client, owner, "orig", "bearer_token", {"token": CANARY}).json()
     other = signup(client)
     copy_id, moved_id = uuid.uuid4(), uuid.uuid4()
-    with psycopg.connect(_superuser(cluster), autocommit=True) as conn:
+    with psycopg.connect(superuser_url(cluster), autocommit=True) as conn:
         copy = sql.SQL(
             "INSERT INTO credentials (id, workspace_id, name, type, ciphertext, nonce, "
             "wrapped_key, key_id, metadata) SELECT %s, %s, %s, type, ciphertext, nonce, "
@@ -192,33 +186,6 @@ def test_a_row_copied_to_another_workspace_or_id_does_not_decrypt(
         with pytest.raises(CredentialUnreadable) as caught:
             service.resolve(database, workspace, credential, vault=vault)
         assert CANARY not in str(caught.value)
-
-
-def _scan_database(cluster: PgCluster, needles: list[str]) -> list[str]:
-    """Every table, every text-like, JSON and bytea column: where any needle appears."""
-    found: list[str] = []
-    with psycopg.connect(_superuser(cluster), autocommit=True) as conn:
-        columns = conn.execute(
-            "SELECT c.table_name, c.column_name, c.data_type, c.udt_name "
-            "FROM information_schema.columns c "
-            "JOIN information_schema.tables t USING (table_schema, table_name) "
-            "WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' "
-            "AND (c.data_type IN ('text', 'character varying', 'character', 'json', 'jsonb', "
-            "'bytea') OR c.udt_name IN ('_text', '_varchar', '_jsonb'))"
-        ).fetchall()
-        assert len(columns) > 20  # the whole schema, not an empty catalogue
-        for table, column, data_type, _ in columns:
-            as_text = (
-                sql.SQL("encode({}, 'escape')") if data_type == "bytea" else sql.SQL("{}::text")
-            ).format(sql.Identifier(column))
-            for needle in needles:
-                query = sql.SQL("SELECT count(*) FROM {} WHERE strpos({}, %s) > 0").format(
-                    sql.Identifier(table), as_text
-                )
-                row = conn.execute(query, (needle,)).fetchone()
-                if row and row[0]:
-                    found.append(f"{table}.{column} holds {needle!r}")
-    return found
 
 
 def test_a_canary_secret_appears_nowhere_but_as_ciphertext(
@@ -239,6 +206,8 @@ def test_a_canary_secret_appears_nowhere_but_as_ciphertext(
         ("slack_bot", {"token": CANARY}),
         ("github_token", {"token": CANARY}),
         ("notion_token", {"token": CANARY}),
+        ("webhook_secret", {"secret": CANARY}),
+        ("llm_api_key", {"provider": "openai", "api_key": CANARY}),
     ]
     for kind, data in samples:
         created = _create(client, owner, f"canary-{kind}", kind, data)
@@ -254,13 +223,8 @@ def test_a_canary_secret_appears_nowhere_but_as_ciphertext(
     for reply in replies:
         assert CANARY not in reply.text
         assert not any(CANARY in value for value in reply.headers.values())
-    encoded = [
-        CANARY,
-        base64.b64encode(CANARY.encode()).decode(),
-        CANARY.encode().hex(),
-    ]
-    assert _scan_database(cluster, encoded) == []
-    with psycopg.connect(_superuser(cluster), autocommit=True) as conn:
+    assert scan_database(cluster, spellings(CANARY)) == []
+    with psycopg.connect(superuser_url(cluster), autocommit=True) as conn:
         sealed = conn.execute(
             "SELECT count(*) FROM credentials WHERE workspace_id = %s "
             "AND length(ciphertext) > 0 AND length(wrapped_key) > 0",

@@ -10,7 +10,7 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from loom.nodes.http_request import (
 )
 from loom.nodes.registry import get_spec
 from loom.secrets.types import ApiKey, Basic, BearerToken, CredentialData, OAuth2Client, Smtp
+from tests.utils.fake_services import FakeNodeServices
 from tests.utils.loopback_http import LoopbackServer, Reply, Seen, serve
 
 MB = 1024 * 1024
@@ -36,23 +37,6 @@ PASSWORD = "basic-password-0123456789"
 API_KEY = "api-key-secret-0123456789"
 CLIENT_SECRET = "client-secret-0123456789abcdef"
 SECRETS = (TOKEN, PASSWORD, API_KEY, CLIENT_SECRET)
-
-
-class FakeServices:
-    def __init__(
-        self, allowlist: Sequence[str], credentials: Mapping[str, CredentialData] | None = None
-    ) -> None:
-        self._allowlist = list(allowlist)
-        self._credentials = dict(credentials or {})
-
-    async def credential(self, credential_id: str) -> Any:
-        if credential_id not in self._credentials:
-            raise NotFound(f"Credential {credential_id} not found in this workspace.")
-        return self._credentials[credential_id]
-
-    @property
-    def outbound_allowlist(self) -> Sequence[str]:
-        return self._allowlist
 
 
 class Leaks:
@@ -83,7 +67,7 @@ LEAKS = Leaks()
 WORKSPACE = uuid.uuid4()
 
 
-def execute(parameters: dict[str, Any], services: FakeServices | None) -> dict[str, Any]:
+def execute(parameters: dict[str, Any], services: FakeNodeServices | None) -> dict[str, Any]:
     ctx = NodeContext(
         workspace_id=WORKSPACE,
         run_id=uuid.uuid4(),
@@ -140,7 +124,7 @@ def test_methods_headers_and_query_reach_the_server(echo: LoopbackServer, method
             "headers": {"X-Trace": "abc", "Accept": "application/json"},
             "query": {"page": 2, "tag": ["a", "b"], "on": True},
         },
-        FakeServices([echo.where]),
+        FakeNodeServices([echo.where]),
     )
     seen = output["body"]
     assert output["status"] == 200
@@ -154,7 +138,7 @@ def test_methods_headers_and_query_reach_the_server(echo: LoopbackServer, method
 
 
 def test_head_has_no_body(echo: LoopbackServer) -> None:
-    output = execute({"method": "HEAD", "url": echo.url("/")}, FakeServices([echo.where]))
+    output = execute({"method": "HEAD", "url": echo.url("/")}, FakeNodeServices([echo.where]))
     assert (output["status"], output["body"]) == (200, None)
 
 
@@ -176,7 +160,7 @@ def test_head_has_no_body(echo: LoopbackServer) -> None:
 )
 def test_bodies(echo: LoopbackServer, body: dict[str, Any], content_type: str, sent: str) -> None:
     output = execute(
-        {"method": "POST", "url": echo.url("/"), "body": body}, FakeServices([echo.where])
+        {"method": "POST", "url": echo.url("/"), "body": body}, FakeNodeServices([echo.where])
     )
     seen = output["body"]
     assert seen["headers"]["content-type"] == content_type
@@ -199,7 +183,7 @@ def test_response_modes() -> None:
         return Reply(200, body, {"Content-Type": kind})
 
     with serve(answer) as server:
-        services = FakeServices([server.where])
+        services = FakeNodeServices([server.where])
 
         def body(path: str, mode: str) -> Any:
             return execute({"url": server.url(path), "response": mode}, services)["body"]
@@ -220,7 +204,7 @@ def test_output_headers_are_lower_cased_keep_cookies_and_never_echo_authorizatio
         return Reply(200, b"ok", headers)
 
     with serve(answer) as server:
-        output = execute({"url": server.url("/")}, FakeServices([server.where]))
+        output = execute({"url": server.url("/")}, FakeNodeServices([server.where]))
     assert output["headers"]["x-custom"] == "v"
     assert output["headers"]["set-cookie"] == "a=1"
     assert "authorization" not in output["headers"]
@@ -231,7 +215,7 @@ def test_repeated_set_cookie_headers_become_a_list() -> None:
         return Reply(200, b"ok", {"Set-Cookie": "a=1", "set-cookie": "b=2"})
 
     with serve(answer) as server:
-        output = execute({"url": server.url("/")}, FakeServices([server.where]))
+        output = execute({"url": server.url("/")}, FakeNodeServices([server.where]))
     assert output["headers"]["set-cookie"] == ["a=1", "b=2"]
 
 
@@ -255,7 +239,7 @@ def test_static_credentials_are_sent_and_never_echoed(credential_id: str) -> Non
     with serve(seen_as_json) as server:
         output = execute(
             {"url": server.url("/"), "auth": {"credential_id": credential_id}},
-            FakeServices([server.where], CREDENTIALS),
+            FakeNodeServices([server.where], CREDENTIALS),
         )
         name, value = EXPECTED_HEADER[credential_id]
         assert server.seen[0].headers[name] == value
@@ -264,7 +248,7 @@ def test_static_credentials_are_sent_and_never_echoed(credential_id: str) -> Non
 
 
 def test_credential_errors_are_clear(echo: LoopbackServer) -> None:
-    services = FakeServices([echo.where], CREDENTIALS)
+    services = FakeNodeServices([echo.where], CREDENTIALS)
     with pytest.raises(InvalidInput, match="cannot authenticate HTTP"):
         execute({"url": echo.url("/"), "auth": {"credential_id": "smtp"}}, services)
     with pytest.raises(NotFound):
@@ -314,7 +298,7 @@ class TokenServer:
         return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
 
-def oauth_services(server: LoopbackServer, secret: str = CLIENT_SECRET) -> FakeServices:
+def oauth_services(server: LoopbackServer, secret: str = CLIENT_SECRET) -> FakeNodeServices:
     credential = OAuth2Client.model_validate(
         {
             "token_url": server.url("/token"),
@@ -323,10 +307,10 @@ def oauth_services(server: LoopbackServer, secret: str = CLIENT_SECRET) -> FakeS
             "scope": "read",
         }
     )
-    return FakeServices([server.where], {"oauth": credential})
+    return FakeNodeServices([server.where], {"oauth": credential})
 
 
-def oauth_call(server: LoopbackServer, services: FakeServices) -> dict[str, Any]:
+def oauth_call(server: LoopbackServer, services: FakeNodeServices) -> dict[str, Any]:
     return execute({"url": server.url("/api"), "auth": {"credential_id": "oauth"}}, services)
 
 
@@ -407,7 +391,7 @@ def flaky(*replies: Reply) -> Any:
 def test_429_is_retried_after_retry_after() -> None:
     with serve(flaky(Reply(429, b"slow down", {"Retry-After": "1"}))) as server:
         started = time.perf_counter()
-        output = execute({"url": server.url("/")}, FakeServices([server.where]))
+        output = execute({"url": server.url("/")}, FakeNodeServices([server.where]))
         took = time.perf_counter() - started
     assert output["status"] == 200
     assert len(server.seen) == 2
@@ -416,7 +400,7 @@ def test_429_is_retried_after_retry_after() -> None:
 
 def test_500_is_retried_with_a_short_backoff() -> None:
     with serve(flaky(Reply(500, b"oops"))) as server:
-        output = execute({"url": server.url("/")}, FakeServices([server.where]))
+        output = execute({"url": server.url("/")}, FakeNodeServices([server.where]))
     assert output["status"] == 200
     assert len(server.seen) == 2
 
@@ -424,7 +408,7 @@ def test_500_is_retried_with_a_short_backoff() -> None:
 def test_persistent_5xx_fails_after_three_attempts_and_is_retryable() -> None:
     with serve(flaky(*[Reply(503, b"down for maintenance")] * 5)) as server:
         with pytest.raises(HttpServerError) as failed:
-            execute({"url": server.url("/x?token=abc")}, FakeServices([server.where]))
+            execute({"url": server.url("/x?token=abc")}, FakeNodeServices([server.where]))
         assert len(server.seen) == 3
     assert failed.value.retryable
     assert failed.value.details["status"] == 503
@@ -436,7 +420,7 @@ def test_retry_after_beyond_the_budget_is_not_waited_for() -> None:
     with serve(flaky(Reply(429, b"", {"Retry-After": "3600"}))) as server:
         started = time.perf_counter()
         with pytest.raises(HttpServerError, match="429"):
-            execute({"url": server.url("/")}, FakeServices([server.where]))
+            execute({"url": server.url("/")}, FakeNodeServices([server.where]))
         assert time.perf_counter() - started < 1
         assert len(server.seen) == 1
 
@@ -446,7 +430,7 @@ def test_404_fails_with_the_status_unless_told_otherwise() -> None:
         return Reply(404, b'{"error": "no such thing"}', {"Content-Type": "application/json"})
 
     with serve(missing) as server:
-        services = FakeServices([server.where])
+        services = FakeNodeServices([server.where])
         with pytest.raises(HttpStatusError) as failed:
             execute({"url": server.url("/things/9")}, services)
         output = execute({"url": server.url("/things/9"), "fail_on_status": False}, services)
@@ -466,7 +450,7 @@ def test_error_excerpts_are_redacted() -> None:
     with serve(leaky) as server, pytest.raises(HttpStatusError) as failed:
         execute(
             {"url": server.url("/"), "auth": {"credential_id": "bearer"}},
-            FakeServices([server.where], CREDENTIALS),
+            FakeNodeServices([server.where], CREDENTIALS),
         )
     assert "[redacted]" in failed.value.message
     LEAKS.assert_clean()
@@ -478,7 +462,7 @@ def test_error_excerpts_are_redacted() -> None:
 )
 def test_header_injection_is_refused(echo: LoopbackServer, headers: dict[str, str]) -> None:
     with pytest.raises(InvalidOutboundRequest):
-        execute({"url": echo.url("/"), "headers": headers}, FakeServices([echo.where]))
+        execute({"url": echo.url("/"), "headers": headers}, FakeNodeServices([echo.where]))
     assert echo.seen == []
 
 
@@ -487,7 +471,7 @@ def test_header_injection_is_refused(echo: LoopbackServer, headers: dict[str, st
 )
 def test_other_schemes_are_refused(url: str) -> None:
     with pytest.raises(InvalidOutboundRequest, match="Only absolute http and https"):
-        execute({"url": url}, FakeServices(["127.0.0.1"]))
+        execute({"url": url}, FakeNodeServices(["127.0.0.1"]))
 
 
 @pytest.mark.parametrize(
@@ -501,7 +485,7 @@ def test_other_schemes_are_refused(url: str) -> None:
 )
 def test_ssrf_targets_fail_with_a_clear_node_error(url: str, words: str) -> None:
     with pytest.raises(OutboundBlocked) as refused:
-        execute({"url": url}, FakeServices([]))
+        execute({"url": url}, FakeNodeServices([]))
     error = refused.value.to_dict()
     assert error["code"] == "outbound_blocked"
     assert words in error["message"] and error["solution"]
@@ -510,7 +494,7 @@ def test_ssrf_targets_fail_with_a_clear_node_error(url: str, words: str) -> None
 
 def test_not_allowlisted_loopback_server_is_refused(echo: LoopbackServer) -> None:
     with pytest.raises(OutboundBlocked, match="loopback"):
-        execute({"url": echo.url("/")}, FakeServices([]))
+        execute({"url": echo.url("/")}, FakeNodeServices([]))
     with pytest.raises(OutboundBlocked):
         execute({"url": echo.url("/")}, None)
     assert echo.seen == []
@@ -529,7 +513,7 @@ def test_gigabyte_response_is_cut_at_the_cap_quickly_in_bounded_memory() -> None
             with pytest.raises(OutboundTooLarge, match="1048576 byte limit"):
                 execute(
                     {"url": server.url("/"), "max_response_bytes": MB},
-                    FakeServices([server.where]),
+                    FakeNodeServices([server.where]),
                 )
             took = time.perf_counter() - started
             _, peak = tracemalloc.get_traced_memory()

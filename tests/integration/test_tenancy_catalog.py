@@ -29,6 +29,9 @@ EXPECTED_TENANT_TABLES = {
     "episodes",
     "llm_usage",
     "blobs",
+    "memory_turns",
+    "memory_summaries",
+    "memory_vectors",
 }
 
 

@@ -99,6 +99,16 @@ def test_run_uses_the_sample_input_by_default(env: dict[str, str]) -> None:
     assert "summary" in result.stderr, "live progress goes to stderr"
 
 
+def test_the_ai_demo_runs_offline_on_the_local_model(env: dict[str, str]) -> None:
+    """What `make run` shows second: an AI node on the tiny local model, no key, no network."""
+    result = run_cli("run", str(EXAMPLES / "ai_triage.json"), "-q", env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["notify"] in ("on-call engineer", "support queue")
+    assert output["model"] == "local/smollm2-135m-instruct"
+    assert output["message"].startswith(("Urgent ticket #104", "Ticket #104 queued as"))
+
+
 def test_a_failing_run_exits_one_naming_the_node(env: dict[str, str], tmp_path: Path) -> None:
     definition = example("transform")
     definition["nodes"][1]["parameters"] = {"value": "{% $number($input.total) %}"}

@@ -19,6 +19,10 @@ BUILT_IN = {
     ("FLOW", "MERGE"),
     ("FLOW", "WAIT"),
     ("FLOW", "LOOP"),
+    ("EXTERNAL_ACTION", "SLACK"),
+    ("EXTERNAL_ACTION", "GITHUB"),
+    ("EXTERNAL_ACTION", "NOTION"),
+    ("EXTERNAL_ACTION", "EMAIL"),
 }
 
 
@@ -68,10 +72,13 @@ def test_each_entry_describes_its_node(key: tuple[str, str]) -> None:
     assert set(schema.get("required", [])) <= set(schema.get("properties", {}))
 
 
-def test_only_triggers_have_no_inputs() -> None:
+def test_only_triggers_and_attachments_have_no_inputs() -> None:
     for (node_type, _), entry in entries().items():
-        assert (entry["inputs"] == []) == (node_type == "TRIGGER")
+        assert (entry["inputs"] == []) == (node_type in ("TRIGGER", "TOOL", "MEMORY"))
         assert (entry["kind"] == "trigger") == (node_type == "TRIGGER")
+        assert (entry["kind"] == "attachment") == (node_type in ("TOOL", "MEMORY"))
+        if entry["kind"] == "attachment":
+            assert entry["outputs"] == [node_type.lower()], "attachments leave by their kind"
 
 
 def test_if_leaves_by_true_or_false() -> None:
@@ -84,11 +91,25 @@ def test_switch_reports_dynamic_outputs() -> None:
     entry = entries()[("FLOW", "SWITCH")]
     assert entry["dynamic_outputs"] is True
     assert entry["outputs"] == ["default"]
-    assert [k for k, e in entries().items() if e["dynamic_outputs"]] == [("FLOW", "SWITCH")]
+    assert [k for k, e in entries().items() if e["dynamic_outputs"]] == [
+        ("FLOW", "SWITCH"),
+        ("HUMAN_IN_THE_LOOP", "APPROVAL"),
+        ("HUMAN_IN_THE_LOOP", "INPUT"),
+    ]
     spec = get_spec("FLOW", "SWITCH")
     assert spec is not None
     cases = [{"port": "big", "equals": 1}, {"port": "small", "equals": 0}]
     assert spec.ports({"value": 1, "cases": cases}) == ("big", "small", "default")
+
+
+def test_a_timeout_port_exists_only_when_timeouts_route() -> None:
+    approval = get_spec("HUMAN_IN_THE_LOOP", "APPROVAL")
+    form = get_spec("HUMAN_IN_THE_LOOP", "INPUT")
+    assert approval is not None and form is not None
+    assert approval.ports({"timeout_action": "fail"}) == ("approve", "reject")
+    assert approval.ports({"timeout_action": "route"}) == ("approve", "reject", "timeout")
+    assert form.ports({}) == ("main",)
+    assert form.ports({"timeout_action": "route"}) == ("main", "timeout")
 
 
 def test_wait_is_run_by_the_engine() -> None:

@@ -263,7 +263,8 @@ def test_endless_or_huge_work_times_out(source: str) -> None:
     assert isinstance(error, ExpressionTimeout), error
     assert error.code == "expression_timeout"
     assert f"within {timeout_ms} ms" in error.message and source[:20] in error.message
-    assert elapsed < 3 * timeout_ms / 1000
+    # Far below what the work takes unbounded (tens of seconds), with room for a busy machine.
+    assert elapsed < 20 * timeout_ms / 1000
 
 
 def test_a_timeout_leaves_nothing_running() -> None:

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from loom.config import Settings
-from loom.errors import ConfigError, NotImplementedYet, ValidationFailed
+from loom.errors import ConfigError, ValidationFailed
 from loom.secrets.keyring import CredentialUnreadable, LocalKeyring, master_key_path, open_keyring
 from loom.secrets.types import MODELS, CredentialType, Smtp, parse_data
 from loom.secrets.vault import Binding, Sealed, Vault
@@ -188,9 +188,9 @@ def test_the_key_file_defaults_to_loom_home(tmp_path: Path) -> None:
     assert master_key_path(Settings(home=tmp_path, master_key_file=chosen)) == chosen
 
 
-def test_kms_is_refused_until_it_exists(tmp_path: Path) -> None:
-    with pytest.raises(NotImplementedYet):
-        open_keyring(tmp_path / "master.key", "arn:aws:kms:eu-west-1:123456789012:key/x")
+def test_a_kms_key_replaces_the_key_file(tmp_path: Path) -> None:
+    keyring = open_keyring(tmp_path / "master.key", "arn:aws:kms:eu-west-1:123456789012:key/x")
+    assert keyring.key_id == "kms:arn:aws:kms:eu-west-1:123456789012:key/x"
     assert not (tmp_path / "master.key").exists()
 
 
@@ -212,6 +212,8 @@ def test_every_type_parses_and_reveals_only_on_request() -> None:
         CredentialType.SLACK_BOT: {"token": CANARY},
         CredentialType.GITHUB_TOKEN: {"token": CANARY},
         CredentialType.NOTION_TOKEN: {"token": CANARY},
+        CredentialType.WEBHOOK_SECRET: {"secret": CANARY},
+        CredentialType.LLM_API_KEY: {"provider": "openai", "api_key": CANARY},
     }
     assert set(samples) == set(MODELS)
     for credential_type, data in samples.items():

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -147,3 +148,26 @@ def join_workspace(client: httpx.Client, inviter: Session, role: str) -> Session
     )
     assert accepted.status_code == 200, accepted.text
     return session_of(accepted.json(), email=person.email)
+
+
+def create_credential(
+    client: httpx.Client, session: Session, kind: str, data: dict[str, Any]
+) -> str:
+    """A new credential of ``kind`` in the session's workspace; its id."""
+    made = client.post(
+        "/v1/credentials",
+        headers=session.headers,
+        json={"name": uuid.uuid4().hex, "type": kind, "data": data},
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def allow_hosts(client: httpx.Client, session: Session, *hosts: str) -> None:
+    """Set the workspace's outbound allowlist (what tests reach loopback servers through)."""
+    allowed = client.put(
+        "/v1/workspaces/current/settings",
+        headers=session.headers,
+        json={"outbound_allowlist": list(hosts)},
+    )
+    assert allowed.status_code == 200, allowed.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,3 +45,24 @@ def wait_healthy(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> 
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def start_up(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    """`loom up` on ``port`` as a real process, once its health answers."""
+    proc = subprocess.Popen(
+        [*LOOM, "up", "--port", str(port)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_healthy(f"http://127.0.0.1:{port}/v1/public/health", proc)
+    return proc
+
+
+def stop_up(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """Ctrl-C, as a person stops it; it must exit 0. Its stderr."""
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return err

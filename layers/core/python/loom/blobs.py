@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from uuid import UUID
 
+from loom.config import Settings
 from loom.errors import LoomError, NotFound
 
 _KEY = re.compile(r"^[0-9a-f-]{36}(/[A-Za-z0-9_.:-]{1,200}){1,8}$")
@@ -44,6 +45,21 @@ def blob_key(workspace_id: UUID, *parts: str) -> str:
     return key
 
 
+def check_key(workspace_id: UUID, key: str) -> None:
+    """Refuse a key that is malformed or names another workspace's blob."""
+    if not key.startswith(f"{workspace_id}/") or not _KEY.match(key):
+        raise NotFound(f"Blob {key} not found.", solution="Check the reference.")
+
+
+def blob_store_for(settings: Settings) -> BlobStore:
+    """S3 when ``LOOM_BLOB_BUCKET`` is set (on AWS), else files under ``LOOM_HOME/blobs``."""
+    if settings.blob_bucket:
+        from loom.runtime.aws.blobs import S3BlobStore
+
+        return S3BlobStore(settings.blob_bucket)
+    return LocalBlobStore(settings.home.resolve() / "blobs")
+
+
 class LocalBlobStore:
     name = "local"
 
@@ -51,8 +67,7 @@ class LocalBlobStore:
         self.root = root
 
     def _path(self, workspace_id: UUID, key: str) -> Path:
-        if not key.startswith(f"{workspace_id}/") or not _KEY.match(key):
-            raise NotFound(f"Blob {key} not found.", solution="Check the reference.")
+        check_key(workspace_id, key)
         return self.root / key
 
     def put(self, workspace_id: UUID, key: str, data: bytes) -> StoredBlob:

@@ -75,6 +75,12 @@ class EngineSettings(_Base):
     engine_concurrency: int = Field(
         default=64, ge=1, le=10_000, description="Nodes executing at once in one process."
     )
+    hil_sweep_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often the local engine times out overdue human-in-the-loop requests.",
+    )
 
 
 class AuthSettings(_Base):
@@ -115,6 +121,15 @@ class HttpSettings(_Base):
     public_rate_limit_per_minute: int = Field(
         default=60, ge=1, description="Requests per minute per address to /v1/public and auth."
     )
+    webhook_rate_limit_per_minute: int = Field(
+        default=6000, ge=1, description="Deliveries per minute per trigger to /v1/hooks."
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Base URL people and services reach this API at, used in one-time respond "
+        "links. Unset: http://LOOM_API_HOST:LOOM_API_PORT.",
+    )
     trusted_proxies: int = Field(
         default=0,
         ge=0,
@@ -134,6 +149,162 @@ class VaultSettings(_Base):
     )
 
 
+_HTTP_URL = r"^https?://\S+$"
+
+
+class IntegrationSettings(_Base):
+    slack_api_url: str = Field(
+        default="https://slack.com/api",
+        pattern=_HTTP_URL,
+        description="Base URL of the Slack Web API (EXTERNAL_ACTION.SLACK, Slack notifications).",
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        pattern=_HTTP_URL,
+        description="Base URL of the GitHub REST API; GitHub Enterprise: https://HOST/api/v3.",
+    )
+    notion_api_url: str = Field(
+        default="https://api.notion.com/v1",
+        pattern=_HTTP_URL,
+        description="Base URL of the Notion API.",
+    )
+
+
+class TriggerSettings(_Base):
+    webhook_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=5 * 1024 * 1024,
+        description="Largest webhook body a trigger accepts; larger answers 413.",
+    )
+    intake_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts to start a run from an event before it goes to the dead letters.",
+    )
+    intake_retry_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="Wait before the 2nd attempt; doubles after each failure (at most 300 s).",
+    )
+    intake_visibility_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="How long a consumer holds a queued event before another may take it.",
+    )
+    intake_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="How often the local queue consumer looks for due events when idle.",
+    )
+    scheduler_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Longest sleep of the local scheduler.",
+    )
+    scheduler_grace_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=86_400,
+        description="A fire this late is still on time; later ones count as missed and "
+        "follow the trigger's missed-fire policy.",
+    )
+    delivery_retention_seconds: int = Field(
+        default=7 * 86_400,
+        ge=600,
+        le=365 * 86_400,
+        description="How long accepted delivery ids and signatures are remembered to "
+        "refuse replays.",
+    )
+    smtp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the local SMTP listener for TRIGGER.EMAIL. Unset: no listener.",
+    )
+    smtp_host: str = Field(
+        default="127.0.0.1",
+        pattern=r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$",
+        description="Loopback address of the local SMTP listener.",
+    )
+    smtp_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        le=50 * 1024 * 1024,
+        description="Largest email the SMTP listener accepts.",
+    )
+    mail_domain: str = Field(
+        default="loom.localhost",
+        pattern=r"^[A-Za-z0-9.-]{1,253}$",
+        description="Domain of TRIGGER.EMAIL addresses (<trigger id>@<domain>).",
+    )
+
+
+class LlmSettings(_Base):
+    llm_api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Platform keys per model provider, as JSON. A workspace's own "
+        "llm_api_key credential for the provider takes precedence.",
+    )
+    llm_api_bases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Base URL per provider for the platform keys (an OpenAI-compatible "
+        "proxy or gateway), as JSON.",
+    )
+    llm_deadline_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=900,
+        description="Default deadline of one gateway call, retries and fallbacks included; "
+        "keep it below the function's own timeout.",
+    )
+    llm_max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Attempts per model before the next fallback."
+    )
+    llm_backoff_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="Wait before the 2nd attempt; doubles, jittered."
+    )
+    llm_backoff_max_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=600,
+        description="Longest backoff between attempts (a longer Retry-After is honoured).",
+    )
+    llm_breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive server errors or timeouts of one model that open its circuit.",
+    )
+    llm_breaker_reset_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long an open circuit refuses calls before one probe may try.",
+    )
+    llm_workspace_calls_per_minute: int = Field(
+        default=600, ge=1, description="Model calls per minute per workspace."
+    )
+    llm_provider_calls_per_minute: int = Field(
+        default=3000,
+        ge=1,
+        description="Model calls per minute per provider and key owner (the platform's keys "
+        "across all workspaces, or one workspace's own key).",
+    )
+    llm_budget_warn_percent: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        description="Share of a budget at which a warning is raised, unless a workspace "
+        "sets its own.",
+    )
+
+
 class LocalSettings(_Base):
     home: Path = Field(
         default=Path(".loom"),
@@ -143,6 +314,67 @@ class LocalSettings(_Base):
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port `loom up` listens on.")
 
 
+class LocalModelSettings(_Base):
+    local_model_file: Path | None = Field(
+        default=None,
+        description="A GGUF chat model file served as model local/custom (offline, on "
+        "127.0.0.1). Unset: only local/smollm2-135m-instruct.",
+    )
+    local_model_context: int = Field(
+        default=8192,
+        ge=512,
+        le=131_072,
+        description="Context window in tokens of the local chat model server, shared by "
+        "its two parallel slots.",
+    )
+    local_model_threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="CPU threads of the local chat model server. 0: half the CPUs, at least "
+        "1, at most 8.",
+    )
+
+
+class AwsSettings(_Base):
+    """Where the serverless parts are; set by the CDK stacks on each function."""
+
+    state_machine_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$",
+        description="The workflow_run state machine. Set: runs are driven by Step Functions.",
+    )
+    node_functions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Lambda function per node type that runs its nodes, as JSON "
+        '({"ACTION": "loom-node-action", ...}).',
+    )
+    code_function: str | None = Field(
+        default=None, description="Lambda function that runs ACTION.CODE, without permissions."
+    )
+    hil_callback_function: str | None = Field(
+        default=None,
+        description="Lambda function that hands human answers to waiting executions.",
+    )
+    blob_bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="S3 bucket for blobs (large node outputs). Unset: LOOM_HOME/blobs.",
+    )
+    database_secret_arn: str | None = Field(
+        default=None,
+        description="Secrets Manager secret with the database owner's credentials, for the "
+        "migrations function.",
+    )
+    history_event_budget: int = Field(
+        default=20_000,
+        ge=200,
+        le=24_000,
+        description="History events one execution may use before the run continues in a new "
+        "execution (Step Functions stops at 25,000).",
+    )
+
+
 class Settings(
     ObservabilitySettings,
     DatabaseSettings,
@@ -150,9 +382,19 @@ class Settings(
     AuthSettings,
     HttpSettings,
     VaultSettings,
+    IntegrationSettings,
+    TriggerSettings,
+    LlmSettings,
     LocalSettings,
+    LocalModelSettings,
+    AwsSettings,
 ):
     """Everything, for processes that run the whole platform (``loom up``, the CLI, tests)."""
+
+    @property
+    def base_url(self) -> str:
+        """Where this API is reached from outside (``public_url``, else the local address)."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def pg_data_dir(self) -> Path:

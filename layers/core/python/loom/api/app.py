@@ -19,6 +19,7 @@ from loom.api.routes import (
     nodes,
     public,
     runs,
+    triggers,
     workflows,
     workspaces,
 )
@@ -36,6 +37,9 @@ ALL_ROUTERS: tuple[APIRouter, ...] = (
     api_keys.router,
     credentials.router,
     hil.router,
+    hil.links,
+    triggers.router,
+    triggers.hooks,
     mcp.router,
 )
 

@@ -30,6 +30,35 @@ _NODE_COLUMNS = """
 """
 
 
+# A run, a pending node run per node, and its first event, in one statement (one round
+# trip). {conflict} may make it insert nothing when a run already has the idempotency key.
+_INSERT_RUN = """
+WITH run AS (
+    INSERT INTO runs (id, workspace_id, workflow_id, workflow_version, input, trigger,
+                      idempotency_key, parent_run_id, parent_node_run_id, body_of,
+                      rerun_of, rerun_from_node, created_by, last_seq)
+    VALUES (coalesce(%(id)s, gen_random_uuid()), %(ws)s, %(wf)s, %(version)s, %(input)s,
+            %(trigger)s, %(key)s, %(parent)s, %(parent_node)s, %(body_of)s, %(rerun_of)s,
+            %(rerun_from)s, %(by)s, 1)
+    {conflict}
+    RETURNING {columns}
+), nodes AS (
+    INSERT INTO node_runs (workspace_id, run_id, node_id)
+    SELECT run.workspace_id, run.id, unnest(%(nodes)s::text[]) FROM run
+), created AS (
+    INSERT INTO run_events (workspace_id, run_id, seq, type, data)
+    SELECT run.workspace_id, run.id, 1, 'run_created', %(event)s FROM run
+)
+SELECT * FROM run
+"""
+_INSERT = _INSERT_RUN.format(conflict="", columns=_RUN_COLUMNS)
+_INSERT_UNLESS_KEY_EXISTS = _INSERT_RUN.format(
+    conflict="ON CONFLICT (workspace_id, workflow_id, idempotency_key) "
+    "WHERE idempotency_key IS NOT NULL DO NOTHING",
+    columns=_RUN_COLUMNS,
+)
+
+
 def insert_run(
     conn: Conn,
     *,
@@ -49,46 +78,64 @@ def insert_run(
 ) -> dict[str, Any]:
     """Create a run and a pending node run per node, with its first event."""
     row = conn.execute(
-        f"""
-        INSERT INTO runs (workspace_id, workflow_id, workflow_version, input, trigger,
-                          idempotency_key, parent_run_id, parent_node_run_id, body_of,
-                          rerun_of, rerun_from_node, created_by, last_seq)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1)
-        RETURNING {_RUN_COLUMNS}
-        """,
-        (
-            workspace_id,
-            workflow_id,
-            version,
-            Jsonb(input),
-            Jsonb(trigger),
-            idempotency_key,
-            parent_run_id,
-            parent_node_run_id,
-            list(body_of) if body_of else None,
-            rerun_of,
-            rerun_from_node,
-            created_by,
-        ),
-    ).fetchone()
-    assert row is not None
-    conn.execute(
-        """
-        WITH nodes AS (
-            INSERT INTO node_runs (workspace_id, run_id, node_id)
-            SELECT %(ws)s, %(run)s, unnest(%(nodes)s::text[])
-        )
-        INSERT INTO run_events (workspace_id, run_id, seq, type, data)
-        VALUES (%(ws)s, %(run)s, 1, 'run_created', %(data)s)
-        """,
+        _INSERT,
         {
+            "id": None,
             "ws": workspace_id,
-            "run": row["id"],
+            "wf": workflow_id,
+            "version": version,
+            "input": Jsonb(input),
+            "trigger": Jsonb(trigger),
+            "key": idempotency_key,
+            "parent": parent_run_id,
+            "parent_node": parent_node_run_id,
+            "body_of": list(body_of) if body_of else None,
+            "rerun_of": rerun_of,
+            "rerun_from": rerun_from_node,
+            "by": created_by,
             "nodes": list(node_ids),
-            "data": Jsonb({"version": version, "trigger": trigger}),
+            "event": Jsonb({"version": version, "trigger": trigger}),
         },
-    )
+    ).fetchone()
+    assert row is not None  # a duplicate idempotency key raises instead
     return row
+
+
+def insert_run_once(
+    conn: Conn,
+    *,
+    run_id: UUID,
+    workspace_id: UUID,
+    workflow_id: UUID,
+    version: int,
+    input: Any,
+    node_ids: Sequence[str],
+    trigger: dict[str, Any],
+    idempotency_key: str | None,
+    created_by: UUID | None,
+) -> dict[str, Any] | None:
+    """``insert_run`` of a top-level run with id ``run_id``, unless a run already has the
+    idempotency key: then nothing is inserted and nothing raised (no savepoint needed)."""
+    return conn.execute(
+        _INSERT_UNLESS_KEY_EXISTS,
+        {
+            "id": run_id,
+            "ws": workspace_id,
+            "wf": workflow_id,
+            "version": version,
+            "input": Jsonb(input),
+            "trigger": Jsonb(trigger),
+            "key": idempotency_key,
+            "parent": None,
+            "parent_node": None,
+            "body_of": None,
+            "rerun_of": None,
+            "rerun_from": None,
+            "by": created_by,
+            "nodes": list(node_ids),
+            "event": Jsonb({"version": version, "trigger": trigger}),
+        },
+    ).fetchone()
 
 
 def find_run_by_key(conn: Conn, workflow_id: UUID, key: str) -> dict[str, Any] | None:

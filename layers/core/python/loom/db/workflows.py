@@ -11,7 +11,8 @@ from loom.db.database import Conn
 
 _WORKFLOW_COLUMNS = """
     id, workspace_id, name, description, live_version, latest_version, deployed_version,
-    deployment_state, concurrency_policy, created_at, updated_at
+    deployment_state, concurrency_policy, lease_ttl_seconds, deployed_at, created_at,
+    updated_at
 """
 
 

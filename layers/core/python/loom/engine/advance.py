@@ -20,6 +20,7 @@ from uuid import UUID
 import psycopg
 
 from loom.blobs import BlobStore, blob_key
+from loom.db import hil as hil_repo
 from loom.db import runs as repo
 from loom.db.database import Conn, Database
 from loom.engine.graph import Graph, graph_for
@@ -219,6 +220,8 @@ class Engine:
                     cursor.execute(
                         repo.INSERT_BLOBS, {**workspace, "blobs": repo.json_param(blobs)}
                     )
+                if state.abandoned_wait:
+                    cursor.execute(hil_repo.WITHDRAW_FOR_RUN, workspace)
                 cursor.execute("COMMIT")
         except psycopg.Error as exc:
             conn.execute("ROLLBACK")
@@ -288,6 +291,7 @@ class Engine:
     def _remember(self, state: RunState) -> None:
         state.events.clear()
         state.status_changed = False
+        state.abandoned_wait = False
         for node in state.nodes.values():
             node.changed = False
         self._states[state.run_id] = state
@@ -311,6 +315,23 @@ class Engine:
         ]
 
     # -- handing over ------------------------------------------------------------------
+
+    def invocation(
+        self, workspace_id: UUID, run_id: UUID, node_id: str, attempt: int
+    ) -> Invocation | None:
+        """The invocation of ``node_id``'s ``attempt``, read from the stored run, for engines
+        whose nodes run in other processes (Step Functions); None when the node no longer
+        runs at that attempt (a late or repeated delivery)."""
+        with self.db.connection() as conn:
+            state = self._load(conn, workspace_id, run_id)
+        node = state.nodes.get(node_id)
+        if state.status.finished or node is None or node.attempt != attempt:
+            return None
+        if node.status not in (NodeStatus.RUNNING, NodeStatus.WAITING_INPUT):
+            return None
+        timeout = state.graph.nodes[node_id].timeout_seconds
+        item = ReadyItem(node_id, node.node_run_id, "task", attempt, timeout_seconds=timeout)
+        return self._invocation(state, item)
 
     def _invocation(self, state: RunState, item: ReadyItem) -> Invocation:
         return Invocation(

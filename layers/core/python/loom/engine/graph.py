@@ -16,7 +16,7 @@ from loom.db.database import Conn
 from loom.errors import LoomError
 from loom.nodes.base import NodeSpec
 from loom.nodes.registry import get_spec
-from loom.workflows.definition import Edge, Node, WorkflowDefinition
+from loom.workflows.definition import ATTACHMENT_TYPES, Edge, Node, WorkflowDefinition
 from loom.workflows.service import load_definition
 
 
@@ -33,10 +33,15 @@ class Graph:
     incoming: dict[str, list[Edge]] = field(default_factory=dict)
     outgoing: dict[str, list[Edge]] = field(default_factory=dict)
     order: tuple[str, ...] = ()
+    # Per AI_AGENT node, the TOOL and MEMORY nodes attached to it. Attachments are not
+    # steps: they are absent from ``nodes``, the edges and the order, so they never run
+    # or gate anything by themselves.
+    attached: dict[str, tuple[Node, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, definition: WorkflowDefinition) -> Graph:
-        nodes = {n.id: n for n in definition.nodes}
+        attachments = {n.id: n for n in definition.nodes if n.type in ATTACHMENT_TYPES}
+        nodes = {n.id: n for n in definition.nodes if n.id not in attachments}
         specs: dict[str, NodeSpec] = {}
         for node in definition.nodes:
             spec = get_spec(node.type, node.subtype)
@@ -45,10 +50,15 @@ class Graph:
                     f"Node '{node.id}' has unknown type {node.type}.{node.subtype}.",
                     solution="See GET /v1/nodes for the node types this Loom knows.",
                 )
-            specs[node.id] = spec
+            if node.id in nodes:
+                specs[node.id] = spec
         incoming: dict[str, list[Edge]] = defaultdict(list)
         outgoing: dict[str, list[Edge]] = defaultdict(list)
+        attached: dict[str, list[Node]] = defaultdict(list)
         for edge in definition.edges:
+            if edge.source in attachments:
+                attached[edge.target].append(attachments[edge.source])
+                continue
             incoming[edge.target].append(edge)
             outgoing[edge.source].append(edge)
         return cls(
@@ -58,6 +68,7 @@ class Graph:
             incoming={n: incoming.get(n, []) for n in nodes},
             outgoing={n: outgoing.get(n, []) for n in nodes},
             order=_topological(nodes, outgoing),
+            attached={n: tuple(found) for n, found in attached.items()},
         )
 
     @cached_property

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,8 +18,19 @@ from loom.engine.run_state import Finished
 from loom.engine.values import find_nul
 from loom.errors import LoomError
 from loom.expressions import ExpressionContext, evaluate
-from loom.nodes.base import ChildRuns, NodeContext, NodeResult, NodeServices, NodeSpec
+from loom.nodes.base import (
+    AgentMemory,
+    ChildRuns,
+    HumanDesk,
+    NodeContext,
+    NodeResult,
+    NodeServices,
+    NodeSpec,
+)
 from loom.workflows.definition import ERROR_PORT, Node
+
+if TYPE_CHECKING:
+    from loom.llm.gateway import LlmGateway
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,9 @@ async def invoke(
     invocation: Invocation,
     children: ChildRuns | None = None,
     services: NodeServices | None = None,
+    humans: HumanDesk | None = None,
+    llm: LlmGateway | None = None,
+    memory: AgentMemory | None = None,
 ) -> Finished:
     item = invocation.item
     node = invocation.graph.nodes[item.node_id]
@@ -88,6 +102,11 @@ async def invoke(
             run=invocation.run,
             children=children,
             services=services,
+            humans=humans,
+            attached=invocation.graph.attached.get(item.node_id, ()),
+            llm=llm,
+            memory=memory,
+            timeout_seconds=item.timeout_seconds,
         )
         execution = spec.execute(ctx, params, invocation.inputs)
         result = await asyncio.wait_for(execution, item.timeout_seconds)
@@ -118,13 +137,6 @@ async def invoke(
 
 
 def _accept(result: NodeResult, spec: NodeSpec, node: Node, report: Any) -> Finished:
-    ports = spec.ports(node.parameters)
-    if result.port not in ports and not (result.port == ERROR_PORT and node.on_error == "route"):
-        raise InvalidResult(
-            f"Node '{node.id}' left by unknown port '{result.port}'.",
-            solution="Report this as a bug in the node type.",
-        )
-    output = _json_value(node.id, result.output)
     if result.suspend is not None:
         token_hash = hashlib.sha256(result.suspend.token.encode()).hexdigest()
         finished: Finished = report(
@@ -134,6 +146,13 @@ def _accept(result: NodeResult, spec: NodeSpec, node: Node, report: Any) -> Fini
             metadata={**result.metadata, "request": dict(result.suspend.request)},
         )
         return finished
+    ports = spec.ports(node.parameters)
+    if result.port not in ports and not (result.port == ERROR_PORT and node.on_error == "route"):
+        raise InvalidResult(
+            f"Node '{node.id}' left by unknown port '{result.port}'.",
+            solution="Report this as a bug in the node type.",
+        )
+    output = _json_value(node.id, result.output)
     done: Finished = report(
         outcome="completed", output=output, port=result.port, metadata=dict(result.metadata)
     )

@@ -123,6 +123,8 @@ class RunState:
     error: Mapping[str, Any] | None = None
     events: list[Event] = field(default_factory=list)
     status_changed: bool = False
+    # The run ended while a node waited for a person: its request must be withdrawn.
+    abandoned_wait: bool = False
     # What planning must look at next (see ``_candidates``).
     _examine_all: bool = True
     _finalized: set[str] = field(default_factory=set)
@@ -177,6 +179,8 @@ class RunState:
             self.emit(
                 "node_completed", node.node_id, port=finished.port, attempt=node.attempt, **took
             )
+            for warning in finished.metadata.get("warnings", ()):
+                self.emit("node_warning", node.node_id, message=str(warning))
             self._finalized.add(node.node_id)
         elif finished.outcome == "suspended":
             node.set(
@@ -478,6 +482,7 @@ class RunState:
     def _finish(self, status: RunStatus, now: datetime, error: Mapping[str, Any] | None) -> None:
         for node in self.nodes.values():
             if not node.status.finished:
+                self.abandoned_wait |= node.status is NodeStatus.WAITING_INPUT
                 node.set(status=NodeStatus.CANCELLED, finished_at=now, resume_token=None)
         self.error = error
         self._set_status(status)

@@ -17,13 +17,17 @@ from uuid import UUID
 
 from loom.db import runs as repo
 from loom.engine.advance import Advance, Engine, Invocation
+from loom.engine.hil import HilDesk, expire_overdue
 from loom.engine.invoke import invoke
+from loom.engine.memory import WorkspaceMemory
 from loom.engine.run_state import Finished, ReadyItem
+from loom.engine.service import get_run, start_child_run, start_run
 from loom.engine.service import resume as resume_waiting
-from loom.engine.service import start_child_run
 from loom.engine.services import ServicesCache
 from loom.engine.states import RunStatus
 from loom.errors import LoomError
+from loom.llm.gateway import LlmGateway
+from loom.nodes.base import HumanDesk
 from loom.secrets.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -44,8 +48,12 @@ class LocalRunner:
         global_limit: int = 64,
         on_advance: OnAdvance | None = None,
         vault: Vault | None = None,
+        base_url: str = "http://127.0.0.1:8000",
+        llm: LlmGateway | None = None,
     ) -> None:
         self.engine = engine
+        self.base_url = base_url
+        self.llm = llm
         self.services = ServicesCache(engine.db, vault)
         self.per_run_limit = per_run_limit
         self.global_limit = global_limit
@@ -107,6 +115,26 @@ class LocalRunner:
         woken = Finished(node_id, attempt, "completed", output=payload)
         return await self.drive(workspace_id, run_id, finished=[woken])
 
+    async def expire_overdue(self) -> int:
+        """Apply the timeout action of every human-in-the-loop request past its deadline and
+        drive those runs on; how many timed out."""
+        answers = await asyncio.to_thread(expire_overdue, self.engine.db, self.engine.clock())
+        for answer in answers:
+            log.info("request for %s of run %s timed out", answer.finished.node_id, answer.run_id)
+        await asyncio.gather(
+            *(self.drive(a.workspace_id, a.run_id, finished=[a.finished]) for a in answers)
+        )
+        return len(answers)
+
+    async def watch_deadlines(self, every: float) -> None:
+        """``expire_overdue`` every ``every`` seconds, until cancelled."""
+        while True:
+            try:
+                await self.expire_overdue()
+            except Exception:  # a database hiccup must not end the watch
+                log.exception("timing out overdue requests failed")
+            await asyncio.sleep(every)
+
     async def resume_all(self) -> list[Advance]:
         """Pick up every active top-level run of this engine (after a restart)."""
         with self.engine.db.system() as conn:
@@ -125,8 +153,20 @@ class LocalRunner:
         await _sleep_until(item.not_before, self.engine)
         assert self._global is not None
         async with per_run, self._global:
-            services = self.services.for_workspace(invocation.workspace_id)
-            return await invoke(invocation, children=_Children(self, invocation), services=services)
+            return await self.execute(invocation)
+
+    async def execute(self, invocation: Invocation, humans: HumanDesk | None = None) -> Finished:
+        """Execute one task node with what this engine lends nodes; ``humans`` replaces the
+        desk (on AWS, one that files requests with the execution's task token)."""
+        workspace_id = invocation.workspace_id
+        return await invoke(
+            invocation,
+            children=_Children(self, invocation),
+            services=self.services.for_workspace(workspace_id),
+            humans=humans or HilDesk(self.engine.db, workspace_id, self.base_url),
+            llm=self.llm,
+            memory=WorkspaceMemory(self.engine.db, workspace_id, invocation.run_id),
+        )
 
 
 class _Children:
@@ -151,18 +191,31 @@ class _Children:
         if not status.finished:
             state = await self.runner.drive(parent.workspace_id, run_id, recover=True)
             status, output, error = state.status, state.output, state.error
-        if status is RunStatus.SUCCESS:
-            return output
-        if status is RunStatus.WAITING_FOR_HUMAN:
-            raise ChildRunFailed(
-                f"Loop iteration {key} waits for a person, which loops cannot do yet.",
-                solution="Move the approval out of the loop.",
-            )
-        reason = (error or {}).get("message", status.value) if isinstance(error, dict) else status
-        raise ChildRunFailed(
-            f"Loop iteration {key.rsplit(':', 1)[-1]} failed: {reason}",
-            solution=f"See child run {run_id}.",
+        return _outcome(run_id, status, output, error, f"Loop iteration {key.rsplit(':', 1)[-1]}")
+
+    async def run_workflow(self, workflow_id: UUID, input: Any, *, key: str) -> Any:
+        db, workspace_id = self.runner.engine.db, self.parent.workspace_id
+        trigger = {"type": "agent_tool", "run_id": str(self.parent.run_id)}
+        started = await asyncio.to_thread(
+            start_run, db, workspace_id, workflow_id, input, idempotency_key=key, trigger=trigger
         )
+        if not started.status.finished:
+            await self.runner.drive(workspace_id, started.run_id, recover=not started.created)
+        run = (await asyncio.to_thread(get_run, db, workspace_id, started.run_id)).run
+        status = RunStatus(run["status"])
+        return _outcome(started.run_id, status, run["output"], run["error"], "The workflow")
+
+
+def _outcome(run_id: UUID, status: RunStatus, output: Any, error: Any, what: str) -> Any:
+    if status is RunStatus.SUCCESS:
+        return output
+    if status is RunStatus.WAITING_FOR_HUMAN:
+        raise ChildRunFailed(
+            f"{what} waits for a person, which it cannot do here.",
+            solution="Move the approval out of it.",
+        )
+    reason = (error or {}).get("message", status.value) if isinstance(error, dict) else status
+    raise ChildRunFailed(f"{what} failed: {reason}", solution=f"See run {run_id}.")
 
 
 async def _sleep_until(when: datetime | None, engine: Engine) -> None:

@@ -9,9 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
-
-import psycopg
+from uuid import UUID, uuid4
 
 from loom.db import runs as repo
 from loom.db.database import Conn, Database
@@ -69,29 +67,61 @@ def start_run(
     check_input(input, max_input_bytes)
     with db.tenant(workspace_id) as conn:
         if idempotency_key:
-            existing = repo.find_run_by_key(conn, workflow_id, idempotency_key)
+            existing = find_started(conn, workflow_id, idempotency_key)
             if existing is not None:
-                return StartedRun(existing["id"], RunStatus(existing["status"]), created=False)
-        chosen = version if version is not None else live_version(conn, workflow_id)
-        graph = graph_for(conn, workflow_id, chosen)
-        try:
-            with conn.transaction():
-                row = repo.insert_run(
-                    conn,
-                    workspace_id=workspace_id,
-                    workflow_id=workflow_id,
-                    version=chosen,
-                    input=input,
-                    node_ids=graph.order,
-                    trigger=_trigger(graph, trigger),
-                    idempotency_key=idempotency_key,
-                    created_by=created_by,
-                )
-        except psycopg.errors.UniqueViolation:
-            existing = repo.find_run_by_key(conn, workflow_id, idempotency_key or "")
-            if existing is None:
-                raise
-            return StartedRun(existing["id"], RunStatus(existing["status"]), created=False)
+                return existing
+        return create_run(
+            conn,
+            workspace_id,
+            workflow_id,
+            input,
+            version=version,
+            idempotency_key=idempotency_key,
+            trigger=trigger,
+            created_by=created_by,
+        )
+
+
+def find_started(conn: Conn, workflow_id: UUID, idempotency_key: str) -> StartedRun | None:
+    """The run an earlier start with this idempotency key created, if any."""
+    existing = repo.find_run_by_key(conn, workflow_id, idempotency_key)
+    if existing is None:
+        return None
+    return StartedRun(existing["id"], RunStatus(existing["status"]), created=False)
+
+
+def create_run(
+    conn: Conn,
+    workspace_id: UUID,
+    workflow_id: UUID,
+    input: Any,
+    *,
+    version: int | None = None,
+    idempotency_key: str | None = None,
+    trigger: dict[str, Any] | None = None,
+    created_by: UUID | None = None,
+    run_id: UUID | None = None,
+) -> StartedRun:
+    """Insert the run in the caller's transaction (its input already checked); a key that
+    another start used meanwhile returns that start's run. ``run_id``: the id to use."""
+    chosen = version if version is not None else live_version(conn, workflow_id)
+    graph = graph_for(conn, workflow_id, chosen)
+    row = repo.insert_run_once(
+        conn,
+        run_id=run_id or uuid4(),
+        workspace_id=workspace_id,
+        workflow_id=workflow_id,
+        version=chosen,
+        input=input,
+        node_ids=graph.order,
+        trigger=_trigger(graph, trigger),
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+    )
+    if row is None:
+        existing = find_started(conn, workflow_id, idempotency_key or "")
+        assert existing is not None  # the conflict was on this key
+        return existing
     return StartedRun(row["id"], RunStatus.NEW, created=True)
 
 

@@ -68,6 +68,10 @@ from loom.net.policy import (
 )
 
 log = logging.getLogger(__name__)
+# httpcore traces response headers at DEBUG, and a server may echo a credential back in
+# them; whatever the process's log level, the libraries under the choke point stay quiet.
+for _library in ("httpcore", "httpx"):
+    logging.getLogger(_library).setLevel(logging.WARNING)
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``(host, port) -> addresses``: every address the name currently has, as text."""
@@ -391,7 +395,7 @@ class OutboundClient:
         content: bytes | None,
         via: str,
     ) -> httpx.Response:
-        pin = await self._pin(target, via)
+        pin = await self.pin(target, via)
         merged = httpx.Headers(DEFAULT_HEADERS)
         merged.update(headers)
         request = httpx.Request(
@@ -406,20 +410,29 @@ class OutboundClient:
         with _transport_errors(target):
             return await transport.handle_async_request(request)
 
-    async def _pin(self, target: Target, via: str) -> Pin:
+    async def pin(self, target: Target, via: str = "") -> Pin:
         """Resolve once, refuse if any answer is internal, and pin what was checked."""
-        if target.address is not None:
-            addresses: list[IPAddress] = [target.address]
-        else:
-            answers = await self._resolver(target.host, target.port)
-            addresses = [_parse_answer(target, answer) for answer in answers]
-            if not addresses:
-                raise OutboundConnectionFailed(
-                    f"Host {target.host} has no address.", solution="Check the host name."
-                )
-        for address in addresses:
-            check_address(target, address, self.allowlist, via=via)
+        addresses = await resolve_checked(target, self.allowlist, self._resolver, via=via)
         return Pin(target.scheme, target.host, target.port, tuple(map(str, addresses)))
+
+
+async def resolve_checked(
+    target: Target, allowlist: Allowlist, resolver: Resolver, *, via: str = ""
+) -> list[IPAddress]:
+    """Every address ``target`` resolves to, each checked by the outbound policy: one that
+    is not allowed refuses them all. Connect only to these (that is the pinning)."""
+    if target.address is not None:
+        addresses: list[IPAddress] = [target.address]
+    else:
+        answers = await resolver(target.host, target.port)
+        addresses = [_parse_answer(target, answer) for answer in answers]
+        if not addresses:
+            raise OutboundConnectionFailed(
+                f"Host {target.host} has no address.", solution="Check the host name."
+            )
+    for address in addresses:
+        check_address(target, address, allowlist, via=via)
+    return addresses
 
 
 def _parse_answer(target: Target, answer: str) -> IPAddress:
@@ -453,7 +466,7 @@ def _transport_errors(target: Target) -> Iterator[None]:
     try:
         yield
     except httpcore.ConnectError as exc:
-        invalid = _certificate_error(exc)
+        invalid = certificate_error(exc)
         if invalid is not None:
             raise OutboundCertificateInvalid(
                 f"The TLS certificate of {target.where} is not valid for {target.host}: "
@@ -466,7 +479,7 @@ def _transport_errors(target: Target) -> Iterator[None]:
         raise _connection_failed(target, exc) from None
 
 
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate failure behind a connect error (httpcore and anyio wrap it)."""
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):

@@ -12,12 +12,15 @@ import builtins
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel
 
-from loom.workflows.definition import MAIN_PORT, NodeType
+from loom.workflows.definition import MAIN_PORT, Node, NodeType
+
+if TYPE_CHECKING:
+    from loom.llm.gateway import LlmGateway
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,16 @@ class NodeResult:
 
 
 class ChildRuns(Protocol):
-    """What a node may ask of the engine: run a sub-workflow (FLOW.LOOP bodies)."""
+    """What a node may ask of the engine: run a sub-workflow (FLOW.LOOP bodies, workflows
+    as an agent's tools)."""
 
     async def run_child(self, input: Any, *, key: str) -> Any:
         """Run this node's body (derived from the run's pinned version) as a child run with
         idempotency ``key``; return its output."""
+        ...
+
+    async def run_workflow(self, workflow_id: UUID, input: Any, *, key: str) -> Any:
+        """Run the live version of another workflow with idempotency ``key``; its output."""
         ...
 
 
@@ -60,6 +68,67 @@ class NodeServices(Protocol):
 
 
 @dataclass(frozen=True)
+class HumanRequest:
+    """What a HUMAN_IN_THE_LOOP node asks of people. ``request`` is shown to them (title,
+    message, form); ``link_token_hash`` is the hash of the one-time respond link's token."""
+
+    kind: Literal["approval", "input"]
+    request: Mapping[str, Any]
+    channels: tuple[str, ...]
+    timeout_action: Literal["fail", "continue", "route"]
+    expires_at: datetime
+    link_token_hash: str
+
+
+class HumanDesk(Protocol):
+    """Where a HUMAN_IN_THE_LOOP node files its request; answers come back through the
+    engine as the waiting node's result."""
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach this API (respond links start here)."""
+        ...
+
+    async def file(self, node_run_id: UUID, run_id: UUID, request: HumanRequest) -> UUID:
+        """Store the request (replacing a pending one of the same node run); its id."""
+        ...
+
+    async def withdraw(self, request_id: UUID) -> None:
+        """Cancel a pending request that could not be delivered."""
+        ...
+
+
+@dataclass(frozen=True)
+class Turn:
+    id: int
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class AgentMemory(Protocol):
+    """What AI_AGENT nodes remember between runs, in their workspace: conversation turns
+    per memory key with a running summary of older ones, and vector collections."""
+
+    async def conversation(self, key: str, limit: int) -> tuple[str | None, list[Turn]]:
+        """The summary, and the last ``limit`` turns it does not cover, oldest first."""
+        ...
+
+    async def add_turns(self, key: str, turns: Sequence[tuple[str, str]]) -> None: ...
+
+    async def save_summary(self, key: str, summary: str, through: int) -> None:
+        """Replace the summary with one covering every turn up to id ``through``."""
+        ...
+
+    async def remember(
+        self, collection: str, content: str, embedding: list[float], metadata: dict[str, Any]
+    ) -> str: ...
+
+    async def search(
+        self, collection: str, embedding: list[float], limit: int
+    ) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
 class NodeContext:
     workspace_id: UUID
     run_id: UUID
@@ -71,6 +140,13 @@ class NodeContext:
     run: Mapping[str, Any] = field(default_factory=dict)
     children: ChildRuns | None = None
     services: NodeServices | None = None
+    humans: HumanDesk | None = None
+    # An AI_AGENT node's attached TOOL and MEMORY nodes, parameters unevaluated.
+    attached: tuple[Node, ...] = ()
+    llm: LlmGateway | None = None
+    memory: AgentMemory | None = None
+    # The node's own time limit (None: none), for nodes that must finish their calls first.
+    timeout_seconds: float | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -86,7 +162,7 @@ class ParametersModel(BaseModel):
 Execute = Callable[[NodeContext, Any, Mapping[str, Any]], Awaitable[NodeResult]]
 PortsFor = Callable[[Mapping[str, Any]], tuple[str, ...]]
 
-NodeKind = Literal["trigger", "task", "wait"]
+NodeKind = Literal["trigger", "task", "wait", "attachment"]
 
 
 @dataclass(frozen=True)
@@ -95,9 +171,11 @@ class NodeSpec:
 
     ``kind``: ``trigger`` nodes start runs and output the run input; ``wait`` nodes are
     durable timers the engine runs itself (a Wait state on AWS); ``task`` nodes run
-    ``execute``. ``output_ports`` may depend on the parameters (FLOW.SWITCH). Parameters
-    named in ``deferred`` reach the node unevaluated: it evaluates them itself, per item
-    (FLOW.FILTER's condition) or not at all (FLOW.LOOP's body, a definition of its own).
+    ``execute``; ``attachment`` nodes (TOOL, MEMORY) never run as steps: the AI_AGENT
+    node they attach to uses them. ``output_ports`` may depend on the parameters
+    (FLOW.SWITCH). Parameters named in ``deferred`` reach the node unevaluated: it evaluates
+    them itself, per item (FLOW.FILTER's condition) or not at all (FLOW.LOOP's body, a
+    definition of its own).
     """
 
     type: NodeType

@@ -1,7 +1,14 @@
 """Imports every built-in node module, which registers its spec."""
 
 from loom.nodes import (  # noqa: F401
+    agent_memory,
+    agent_tools,
+    ai_agent,
     code,
+    external_email,
+    external_github,
+    external_notion,
+    external_slack,
     flow_filter,
     flow_if,
     flow_loop,
@@ -9,6 +16,12 @@ from loom.nodes import (  # noqa: F401
     flow_switch,
     flow_wait,
     http_request,
+    human,
     transform,
+    trigger_cron,
+    trigger_email,
+    trigger_github,
     trigger_manual,
+    trigger_slack,
+    trigger_webhook,
 )

@@ -267,7 +267,7 @@ async def _with_retries(call: _Call) -> OutboundResponse:
             continue
         if not _should_retry(response.status) or attempt >= MAX_ATTEMPTS:
             return response
-        delay = _retry_delay(response, attempt)
+        delay = retry_delay(response, attempt)
         if waited + delay > RETRY_BUDGET_SECONDS:
             return response
         await asyncio.sleep(delay)
@@ -279,7 +279,7 @@ def _should_retry(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def _retry_delay(response: OutboundResponse, attempt: int) -> float:
+def retry_delay(response: OutboundResponse, attempt: int) -> float:
     """Retry-After in seconds or as an HTTP date; without one, 0.5 s then 1 s."""
     value = response.headers.get("retry-after", "").strip()
     if value.isdigit():
@@ -475,7 +475,7 @@ def _output_headers(response: OutboundResponse, secrets: set[str]) -> dict[str, 
         key = name.lower()
         if key in NEVER_ECHOED:
             continue
-        clean = _redact_text(value, secrets)
+        clean = redact_text(value, secrets)
         previous = out.get(key)
         if previous is None:
             out[key] = clean
@@ -491,7 +491,7 @@ def _redactable(secrets: Iterable[str]) -> list[str]:
     return sorted((s for s in secrets if len(s) >= MIN_REDACTED_LENGTH), key=len, reverse=True)
 
 
-def _redact_text(text: str, secrets: Iterable[str]) -> str:
+def redact_text(text: str, secrets: Iterable[str]) -> str:
     for secret in _redactable(secrets):
         text = text.replace(secret, REDACTED)
     return text
@@ -501,12 +501,12 @@ def _redact_value(value: Any, secrets: set[str]) -> Any:
     if not _redactable(secrets):
         return value
     if isinstance(value, str):
-        return _redact_text(value, secrets)
+        return redact_text(value, secrets)
     if isinstance(value, list):
         return [_redact_value(item, secrets) for item in value]
     if isinstance(value, dict):
         return {
-            _redact_text(key, secrets): _redact_value(item, secrets) for key, item in value.items()
+            redact_text(key, secrets): _redact_value(item, secrets) for key, item in value.items()
         }
     return value
 
@@ -515,7 +515,7 @@ def _status_error(
     params: HttpRequestParameters, response: OutboundResponse, secrets: set[str]
 ) -> HttpStatusError:
     excerpt = " ".join(response.content[:300].decode("utf-8", "replace").split())
-    excerpt = _redact_text(excerpt, secrets)
+    excerpt = redact_text(excerpt, secrets)
     where = parse_url(response.url).redacted
     message = f"{params.method} {where} answered {response.status} {response.reason}".rstrip()
     message += f": {excerpt}" if excerpt else "."

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from loom.config import Settings
-from loom.errors import ConfigError, LoomError, NotImplementedYet
+from loom.errors import ConfigError, LoomError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -101,11 +101,11 @@ def master_key_path(settings: Settings) -> Path:
 
 
 def open_keyring(master_key_file: Path, kms_key_id: str | None) -> Keyring:
+    """KMS when ``LOOM_KMS_KEY_ID`` is set (on AWS), else the local master key file."""
     if kms_key_id is not None:
-        raise NotImplementedYet(
-            "The KMS keyring is not built yet (LOOM_KMS_KEY_ID is set).",
-            solution="Unset LOOM_KMS_KEY_ID to use the local master key file.",
-        )
+        from loom.runtime.aws.kms import KmsKeyring
+
+        return KmsKeyring(kms_key_id)
     return LocalKeyring.from_file(master_key_file)
 
 

@@ -36,6 +36,8 @@ class CredentialType(StrEnum):
     SLACK_BOT = "slack_bot"
     GITHUB_TOKEN = "github_token"  # noqa: S105
     NOTION_TOKEN = "notion_token"  # noqa: S105
+    WEBHOOK_SECRET = "webhook_secret"  # noqa: S105
+    LLM_API_KEY = "llm_api_key"
 
 
 class CredentialData(BaseModel):
@@ -96,6 +98,22 @@ class NotionToken(CredentialData):
     token: Secret
 
 
+class WebhookSecret(CredentialData):
+    """A shared key for signing (``loom.signing``) what Loom sends to a receiver."""
+
+    secret: Annotated[SecretStr, StringConstraints(min_length=16, max_length=1024)]
+
+
+class LlmApiKey(CredentialData):
+    """A workspace's own key for one model provider (bring your own key): the LLM gateway
+    uses it for models named ``<provider>/...`` instead of the platform's key."""
+
+    provider: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    api_key: Secret
+    # An OpenAI-compatible proxy or a self-hosted endpoint; checked like any outbound URL.
+    api_base: HttpUrl | None = None
+
+
 MODELS: dict[CredentialType, type[CredentialData]] = {
     CredentialType.BEARER_TOKEN: BearerToken,
     CredentialType.BASIC: Basic,
@@ -105,6 +123,8 @@ MODELS: dict[CredentialType, type[CredentialData]] = {
     CredentialType.SLACK_BOT: SlackBot,
     CredentialType.GITHUB_TOKEN: GitHubToken,
     CredentialType.NOTION_TOKEN: NotionToken,
+    CredentialType.WEBHOOK_SECRET: WebhookSecret,
+    CredentialType.LLM_API_KEY: LlmApiKey,
 }
 
 

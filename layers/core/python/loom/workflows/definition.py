@@ -34,6 +34,11 @@ class NodeType(StrEnum):
     MEMORY = "MEMORY"
 
 
+# TOOL and MEMORY nodes are not steps: they attach to AI_AGENT nodes (by an edge from the
+# attachment to the agent), which use them while they run.
+ATTACHMENT_TYPES = frozenset({NodeType.TOOL, NodeType.MEMORY})
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 

@@ -16,6 +16,7 @@ from uuid import UUID
 from loom.db import workflows as repo
 from loom.db.database import Conn, Database
 from loom.errors import InvalidInput, NotFound
+from loom.triggers.deploy import rebind_if_deployed, unbind
 from loom.workflows.definition import WorkflowDefinition
 from loom.workflows.diff import DefinitionDiff, diff_definitions
 from loom.workflows.validation import validate_definition
@@ -73,6 +74,7 @@ def save_by_name(db: Database, workspace_id: UUID, raw: Any) -> SavedVersion:
         if latest is not None and latest["checksum"] == checksum(definition):
             if existing["live_version"] != latest["version"]:
                 repo.set_live_version(conn, existing["id"], latest["version"])
+                rebind_if_deployed(conn, workspace_id, existing["id"])
             return SavedVersion(existing["id"], latest["version"], created=False)
         _require(conn, existing["id"], lock=True)
         version = _append(conn, workspace_id, existing["id"], definition, None, publish=True)
@@ -101,8 +103,9 @@ def _append(
     *,
     publish: bool,
 ) -> int:
-    """Add a version of an already-validated definition (the workflow row locked)."""
-    return repo.add_version(
+    """Add a version of an already-validated definition (the workflow row locked); a
+    published one is redeployed if the workflow is deployed."""
+    version = repo.add_version(
         conn,
         workspace_id=workspace_id,
         workflow_id=workflow_id,
@@ -111,6 +114,9 @@ def _append(
         created_by=created_by,
         publish=publish,
     )
+    if publish:
+        rebind_if_deployed(conn, workspace_id, workflow_id)
+    return version
 
 
 def publish(db: Database, workspace_id: UUID, workflow_id: UUID, version: int) -> None:
@@ -122,6 +128,7 @@ def publish(db: Database, workspace_id: UUID, workflow_id: UUID, version: int) -
                 solution="List the versions with GET /v1/workflows/{id}/versions.",
             )
         repo.set_live_version(conn, workflow_id, version)
+        rebind_if_deployed(conn, workspace_id, workflow_id)
 
 
 def diff_versions(
@@ -197,8 +204,10 @@ def list_workflows(
 
 
 def delete_workflow(db: Database, workspace_id: UUID, workflow_id: UUID) -> None:
-    """Hide the workflow; its versions and runs stay, as history."""
+    """Hide the workflow, undeployed; its versions and runs stay, as history."""
     with db.tenant(workspace_id) as conn:
+        _require(conn, workflow_id, lock=True)
+        unbind(conn, workflow_id)
         if not repo.soft_delete(conn, workflow_id):
             raise NotFound(f"Workflow {workflow_id} not found.", solution="Check the workflow id.")
 

@@ -24,6 +24,7 @@ from loom.expressions import check_syntax, contains_expression, find_expressions
 from loom.nodes.base import NodeSpec
 from loom.nodes.registry import all_specs, get_spec
 from loom.workflows.definition import (
+    ATTACHMENT_TYPES,
     ERROR_PORT,
     MAX_DEFINITION_BYTES,
     MAX_EDGES,
@@ -480,6 +481,7 @@ def _check_graph(
                 seen[key] = edge.index
     for cycle in _cycles(successors):
         problems.append(Problem(edges_path, "cycle", _cycle_message(cycle)))
+    _check_attachments(nodes, successors, prefix, problems)
     if not has_trigger:
         message = f"{what} has no TRIGGER node, so nothing can start it."
         problems.append(Problem(json_path(prefix, "nodes"), "no_trigger", message))
@@ -487,11 +489,48 @@ def _check_graph(
     triggers = [n for n, facts in nodes.items() if facts.type is NodeType.TRIGGER]
     reached = _reachable(triggers, successors)
     for node_id, facts in nodes.items():
-        if node_id not in reached:
+        if node_id not in reached and facts.type not in ATTACHMENT_TYPES:
             message = f"Node '{node_id}' can't be reached from any trigger."
             problems.append(
                 Problem(json_path(prefix, "nodes", facts.index), "unreachable_node", message)
             )
+
+
+def _check_attachments(
+    nodes: dict[str, _NodeFacts],
+    successors: Mapping[str, list[str]],
+    prefix: str,
+    problems: list[Problem],
+) -> None:
+    """TOOL and MEMORY nodes lead only into AI_AGENT nodes, and nothing leads into them."""
+    for node_id, facts in nodes.items():
+        if facts.type is None or facts.type not in ATTACHMENT_TYPES:
+            continue
+        path = json_path(prefix, "nodes", facts.index)
+        targets = successors.get(node_id, [])
+        if not targets:
+            message = (
+                f"{facts.type.value} node '{node_id}' is attached to no AI_AGENT node; add an "
+                "edge from it to the agent that uses it."
+            )
+            problems.append(Problem(path, "unattached", message))
+        for target in targets:
+            if nodes[target].type is not NodeType.AI_AGENT:
+                message = (
+                    f"{facts.type.value} node '{node_id}' leads into '{target}', which is not "
+                    "an AI_AGENT node; tools and memory attach only to agents."
+                )
+                problems.append(Problem(path, "attachment_target", message))
+    for node_id, targets in successors.items():
+        for target in targets:
+            if nodes[target].type in ATTACHMENT_TYPES:
+                kind = nodes[target].type
+                message = (
+                    f"'{node_id}' leads into {kind} node '{target}'; tools and memory are "
+                    "used by agents, not run as steps."
+                )
+                where = json_path(prefix, "nodes", nodes[target].index)
+                problems.append(Problem(where, "edge_into_attachment", message))
 
 
 def _check_edge_ends(

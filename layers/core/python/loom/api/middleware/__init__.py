@@ -44,6 +44,7 @@ def install_middleware(app: FastAPI, settings: HttpSettings) -> RouteMetrics:
         per_address=settings.ip_rate_limit_per_minute,
         public_per_address=settings.public_rate_limit_per_minute,
         trusted_proxies=settings.trusted_proxies,
+        per_trigger=settings.webhook_rate_limit_per_minute,
     )
     if settings.cors_origins:
         app.add_middleware(LoomCORSMiddleware, origins=settings.cors_origins)

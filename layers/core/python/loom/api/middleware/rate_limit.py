@@ -4,9 +4,11 @@ Buckets live in one worker's memory, so with N workers a key gets up to N times 
 That is the intended split: on AWS, API Gateway throttling is the outer, shared layer and
 these buckets only stop one caller from monopolising a warm function or a laptop server.
 
-Three kinds of key: the credential (a hash of the bearer token or API key, never the token
-itself), the client address, and - for ``/v1/public`` and ``/v1/auth`` - the client
-address again under a tighter limit. The client address is the socket peer unless
+Four kinds of key: the credential (a hash of the bearer token or API key, never the token
+itself), the client address, for ``/v1/public`` and ``/v1/auth`` the client address again
+under a tighter limit, and for ``/v1/hooks/{trigger_id}`` the trigger (a webhook sender
+such as GitHub posts from a few addresses for many customers, so one trigger's flood must
+not use up another's allowance). The client address is the socket peer unless
 ``trusted_proxies`` says how many proxies in front of Loom append to X-Forwarded-For, so a
 forged X-Forwarded-For changes nothing by default.
 """
@@ -28,6 +30,7 @@ from loom.api.middleware._asgi import error_response, route_path
 # A full bucket holds a minute's worth of requests and refills over a minute.
 _PERIOD_SECONDS = 60.0
 _PUBLIC_PREFIXES = ("/v1/public/", "/v1/auth/")
+_HOOKS_PREFIX = "/v1/hooks/"
 
 
 class TokenBuckets:
@@ -122,12 +125,14 @@ class RateLimitMiddleware:
         per_address: int,
         public_per_address: int,
         trusted_proxies: int,
+        per_trigger: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.credentials = TokenBuckets(per_credential)
         self.addresses = TokenBuckets(per_address)
         self.public = TokenBuckets(public_per_address)
+        self.triggers = TokenBuckets(per_trigger)
         self.trusted_proxies = trusted_proxies
         self.clock = clock
 
@@ -140,6 +145,9 @@ class RateLimitMiddleware:
         path = route_path(scope)
         if path.startswith(_PUBLIC_PREFIXES) or path in ("/v1/public", "/v1/auth"):
             checks.append(_Check(self.public, address, "this address on public routes"))
+        elif path.startswith(_HOOKS_PREFIX):
+            trigger = path[len(_HOOKS_PREFIX) :].split("/", 1)[0][:64]
+            checks.append(_Check(self.triggers, trigger, "this trigger"))
         return checks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

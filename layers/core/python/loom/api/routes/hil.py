@@ -1,4 +1,5 @@
-"""``/v1/hil``: requests waiting for a person, and answering them."""
+"""``/v1/hil``: requests waiting for a person, and answering them; ``/v1/public/hil``: the
+same through a request's one-time link, for people and services without a Loom login."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from loom.api.deps import DatabaseDep, allow
@@ -15,6 +16,7 @@ from loom.auth.principal import Principal, Role
 from loom.engine import hil
 
 router = APIRouter(prefix="/v1/hil", tags=["hil"])
+links = APIRouter(prefix="/v1/public/hil", tags=["hil"])
 
 
 class HilRequestOut(BaseModel):
@@ -42,6 +44,18 @@ class RespondOut(BaseModel):
     id: UUID
     run_id: UUID
     status: str
+
+
+class LinkedRequestOut(BaseModel):
+    """What the holder of a respond link sees: the question, not the workspace."""
+
+    id: UUID
+    kind: str
+    status: str
+    title: str
+    message: str
+    form: dict[str, Any] | None = None
+    expires_at: datetime
 
 
 @router.get("", response_model=list[HilRequestOut])
@@ -74,5 +88,32 @@ def handle_respond(
         responded_by=principal.user_id,
     )
     engine.report(principal.workspace_id, answer.run_id, answer.finished)
-    status = "responded" if body.approved is None else ("approved" if body.approved else "rejected")
-    return RespondOut(id=request_id, run_id=answer.run_id, status=status)
+    return RespondOut(id=request_id, run_id=answer.run_id, status=answer.status)
+
+
+_TOKEN = Path(min_length=20, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+@links.get("/{token}", response_model=LinkedRequestOut)
+def handle_view_link(token: Annotated[str, _TOKEN], db: DatabaseDep) -> LinkedRequestOut:
+    _, row = hil.find_link(db, token)
+    shown = row["request"]
+    return LinkedRequestOut(
+        id=row["id"],
+        kind=row["kind"],
+        status=row["status"],
+        title=str(shown.get("title", "")),
+        message=str(shown.get("message", "")),
+        form=shown.get("form"),
+        expires_at=row["expires_at"],
+    )
+
+
+@links.post("/{token}/respond", response_model=RespondOut)
+def handle_respond_by_link(
+    token: Annotated[str, _TOKEN], body: RespondRequest, request: Request, db: DatabaseDep
+) -> RespondOut:
+    engine = dispatcher(request)
+    answer = hil.respond_by_link(db, token, approved=body.approved, data=body.data)
+    engine.report(answer.workspace_id, answer.run_id, answer.finished)
+    return RespondOut(id=answer.request_id, run_id=answer.run_id, status=answer.status)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -14,6 +14,7 @@ from loom.auth.principal import Principal, Role
 from loom.engine.dispatch import RunDispatcher
 from loom.engine.service import start_run
 from loom.errors import NotImplementedYet
+from loom.triggers.deploy import Deployment
 from loom.workflows import service
 from loom.workflows.definition import MAX_NAME_LENGTH
 
@@ -80,12 +81,26 @@ class WorkflowOut(BaseModel):
         return cls(**{**row, "version": row["latest_version"]})
 
 
+class DeploymentStateOut(BaseModel):
+    state: Literal["undeployed", "deployed", "failed"]
+    version: int | None = Field(description="The version whose triggers are bound.")
+    concurrency_policy: Literal["allow", "skip", "queue"]
+    lease_ttl_seconds: int
+    deployed_at: datetime | None
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> DeploymentStateOut:
+        return cls.model_validate(deployment, from_attributes=True)
+
+
 class WorkflowDetailOut(WorkflowOut):
     definition: dict[str, Any] = Field(description="The live version's definition.")
+    deployment: DeploymentStateOut
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> WorkflowDetailOut:
-        return cls(**{**row, "version": row["latest_version"]})
+        deployment = DeploymentStateOut.of(Deployment.of(row))
+        return cls(**{**row, "version": row["latest_version"], "deployment": deployment})
 
 
 class WorkflowListOut(BaseModel):

@@ -8,15 +8,15 @@ not found here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from loom.api.deps import CurrentPrincipal, DatabaseDep, SettingsDep
 from loom.api.routes.auth import EmailAddress, Name, OpaqueToken, TokenPairOut, no_store
-from loom.auth import service
+from loom.auth import service, workspace_settings
 from loom.auth.principal import Role
 
 router = APIRouter(tags=["workspaces"])
@@ -44,6 +44,47 @@ class InviteRequest(_Request):
 
 class AcceptInvitationRequest(_Request):
     token: OpaqueToken
+
+
+class LlmBudget(_Request):
+    monthly_usd: float | None = Field(
+        ge=0,
+        le=1e9,
+        description="Most this workspace may spend on model calls per calendar month (UTC); "
+        "a call that could cross it is refused before it is made. null removes the budget.",
+        examples=[50.0],
+    )
+    warn_percent: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        description="Share of the budget at which calls start returning a warning.",
+    )
+
+
+class SettingsRequest(_Request):
+    outbound_allowlist: (
+        list[Annotated[str, StringConstraints(min_length=1, max_length=300)]] | None
+    ) = Field(
+        default=None,
+        max_length=100,
+        description="Internal hosts this workspace's nodes may call: host, host:port or "
+        "[IPv6]:port. Metadata addresses stay refused. Omitted: unchanged.",
+        examples=[["billing.internal:8443", "10.0.4.7"]],
+    )
+    llm_budget: LlmBudget | None = Field(
+        default=None, description="The monthly model budget. Omitted: unchanged."
+    )
+
+
+class LlmBudgetOut(BaseModel):
+    monthly_usd: float
+    warn_percent: int = 80
+
+
+class SettingsOut(BaseModel):
+    outbound_allowlist: list[str]
+    llm_budget: LlmBudgetOut | None = Field(default=None, description="Present when set.")
 
 
 class WorkspaceOut(BaseModel):
@@ -103,6 +144,28 @@ def handle_create_workspace(
 @router.get("/v1/workspaces/current", response_model=WorkspaceOut)
 def handle_get_current_workspace(db: DatabaseDep, principal: CurrentPrincipal) -> WorkspaceOut:
     return WorkspaceOut.model_validate(service.current_workspace(db, principal))
+
+
+@router.get(
+    "/v1/workspaces/current/settings", response_model=SettingsOut, response_model_exclude_none=True
+)
+def handle_get_settings(db: DatabaseDep, principal: CurrentPrincipal) -> SettingsOut:
+    return SettingsOut(**workspace_settings.get_settings(db, principal))
+
+
+@router.put(
+    "/v1/workspaces/current/settings", response_model=SettingsOut, response_model_exclude_none=True
+)
+def handle_put_settings(
+    body: SettingsRequest, db: DatabaseDep, principal: CurrentPrincipal
+) -> SettingsOut:
+    changed = workspace_settings.update_settings(
+        db,
+        principal,
+        outbound_allowlist=body.outbound_allowlist,
+        llm_budget=body.llm_budget.model_dump() if body.llm_budget else None,
+    )
+    return SettingsOut(**changed)
 
 
 @router.get("/v1/workspaces/current/members", response_model=list[MemberOut])

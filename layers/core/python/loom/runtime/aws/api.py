@@ -2,7 +2,9 @@
 
 The app, its settings and its database pool are built on the first invocation, not at
 import, so a cold start pays only for what this function uses, and an invalid
-environment fails that invocation with the reason instead of crashing the import.
+environment fails that invocation with the reason instead of crashing the import. With
+``LOOM_STATE_MACHINE_ARN`` set, runs go to Step Functions (``StepFunctionsDispatcher``).
+Powertools logs, traces and metrics every invocation, correlated by API Gateway's request id.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from loom.runtime.aws.entry import observed
+
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+# Powertools' correlation_paths.API_GATEWAY_HTTP, without importing Powertools here.
+API_GATEWAY_HTTP = "requestContext.requestId"
 
 
 def lambda_handler_for(*routers: APIRouter) -> Handler:
@@ -23,7 +31,9 @@ def lambda_handler_for(*routers: APIRouter) -> Handler:
             built.append(_build(routers))
         return built[0](event, context)
 
-    return handle
+    name = "api:" + ",".join(sorted({r.prefix or "/" for r in routers}))
+    wrapped: Handler = observed(name, handle, API_GATEWAY_HTTP)
+    return wrapped
 
 
 def _build(routers: tuple[APIRouter, ...]) -> Handler:
@@ -40,6 +50,16 @@ def _build(routers: tuple[APIRouter, ...]) -> Handler:
     def open_database() -> Database:
         return database.open()
 
-    app = create_app(open_database, settings=settings, routers=(public.router, *routers))
+    dispatcher = None
+    if settings.state_machine_arn:
+        from loom.blobs import blob_store_for
+        from loom.engine.advance import Engine
+        from loom.runtime.aws.dispatcher import StepFunctionsDispatcher
+
+        engine = Engine(database, blob_store_for(settings))
+        dispatcher = StepFunctionsDispatcher(engine, settings)
+    app = create_app(
+        open_database, settings=settings, dispatcher=dispatcher, routers=(public.router, *routers)
+    )
     handler: Handler = Mangum(app, lifespan="auto")
     return handler

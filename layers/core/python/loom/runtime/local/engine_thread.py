@@ -1,5 +1,6 @@
 """The local engine inside ``loom up``: a runner on its own thread and event loop, so the
-API's loop never waits on node work, and node work never waits on HTTP requests."""
+API's loop never waits on node work, and node work never waits on HTTP requests. The loop
+also times out overdue human-in-the-loop requests."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def _log_failure(done: Future[Advance]) -> None:
 
 
 class EngineThread:
-    def __init__(self, runner: LocalRunner) -> None:
+    def __init__(self, runner: LocalRunner, *, deadline_sweep_seconds: float = 5.0) -> None:
         self.runner = runner
+        self._sweep_seconds = deadline_sweep_seconds
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="loom-engine", daemon=True
@@ -34,6 +36,8 @@ class EngineThread:
         """Start the loop and resume every active run; the future resolves when those
         runs have finished or wait for a person."""
         self._thread.start()
+        watch = self.runner.watch_deadlines(self._sweep_seconds)
+        asyncio.run_coroutine_threadsafe(watch, self._loop)
         return asyncio.run_coroutine_threadsafe(self.runner.resume_all(), self._loop)
 
     def submit(self, workspace_id: UUID, run_id: UUID) -> None:

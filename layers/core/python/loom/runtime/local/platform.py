@@ -15,6 +15,7 @@ from loom.db import Database, connect
 from loom.engine.advance import Engine
 from loom.engine.runner import LocalRunner
 from loom.engine.service import StartedRun, start_run
+from loom.llm.gateway import LlmGateway
 from loom.runtime.local.workspace import local_workspace
 from loom.secrets.vault import vault_for
 
@@ -35,11 +36,14 @@ class LocalPlatform:
 def build_engine(settings: Settings, db: Database) -> tuple[Engine, LocalRunner]:
     blobs = LocalBlobStore(settings.home.resolve() / "blobs")
     engine = Engine(db, blobs, output_threshold=settings.output_threshold_bytes)
+    vault = vault_for(settings)
     runner = LocalRunner(
         engine,
         per_run_limit=settings.run_concurrency,
         global_limit=settings.engine_concurrency,
-        vault=vault_for(settings),
+        vault=vault,
+        base_url=settings.base_url,
+        llm=LlmGateway(db, settings=settings, vault=vault),
     )
     return engine, runner
 

@@ -20,6 +20,7 @@ from loom.engine.advance import Advance
 from loom.errors import LoomError
 from loom.runtime.local.engine_thread import EngineThread
 from loom.runtime.local.platform import build_engine
+from loom.runtime.local.triggers import LocalTriggers
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
     ensure_port_free(host, port)
     db: Database = connect(settings)
     _, runner = build_engine(settings, db)
-    engine_thread = EngineThread(runner)
+    engine_thread = EngineThread(runner, deadline_sweep_seconds=settings.hil_sweep_seconds)
+    triggers = LocalTriggers(settings, db, engine_thread)
     try:
         app = create_app(lambda: db, settings=settings, dispatcher=engine_thread)
         config = uvicorn.Config(
@@ -87,8 +89,10 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
         )
         resumed = engine_thread.start()
         resumed.add_done_callback(_log_resumed)
+        triggers.start()
         _run_until_stopped(server)
     finally:
+        triggers.stop()
         engine_thread.stop()
         db.close()
 

@@ -1,0 +1,1 @@
+"""One function per node type the state machine runs; ACTION.CODE has its own."""

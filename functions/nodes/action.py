@@ -1,0 +1,7 @@
+"""Lambda: runs ACTION nodes for the state machine."""
+
+from loom.runtime.aws.entry import entry_point
+from loom.runtime.aws.nodes import run_node
+from loom.runtime.aws.platform import with_platform
+
+handler = entry_point("node_action", with_platform(run_node))

@@ -1,0 +1,7 @@
+"""Lambda: runs FLOW nodes for the state machine."""
+
+from loom.runtime.aws.entry import entry_point
+from loom.runtime.aws.nodes import run_node
+from loom.runtime.aws.platform import with_platform
+
+handler = entry_point("node_flow", with_platform(run_node))

@@ -1,0 +1,1 @@
+"""Trigger functions: schedules fired by EventBridge Scheduler."""

@@ -1,0 +1,1 @@
+"""Workers: migrations on deploy, and the intake queue drained every minute."""

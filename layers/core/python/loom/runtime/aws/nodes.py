@@ -1,0 +1,70 @@
+"""The node functions: execute one node run the state machine hands over.
+
+A task returns its report. A HUMAN_IN_THE_LOOP node runs under ``waitForTaskToken``: it
+files its request together with the execution's task token, records that it waits, and
+returns; the answer (or the timeout) completes the task later. If it does not suspend
+(it failed), it completes its own task with the report at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from loom.engine.hil import HilDesk
+from loom.engine.run_state import Finished
+from loom.runtime.aws.clients import client
+from loom.runtime.aws.platform import AwsPlatform
+from loom.runtime.aws.wire import stage
+
+DEFAULT_INLINE = 160 * 1024
+
+
+def run_node(platform: AwsPlatform, event: Mapping[str, Any]) -> dict[str, Any]:
+    workspace_id, run_id = UUID(str(event["workspace_id"])), UUID(str(event["run_id"]))
+    finished = _execute(platform, workspace_id, run_id, event["item"], None)
+    inline = int(event.get("inline_bytes") or DEFAULT_INLINE)
+    return stage(finished, inline, platform.blobs, workspace_id, run_id)
+
+
+def run_human(platform: AwsPlatform, event: Mapping[str, Any]) -> dict[str, Any]:
+    workspace_id, run_id = UUID(str(event["workspace_id"])), UUID(str(event["run_id"]))
+    token = str(event["task_token"])
+    finished = _execute(platform, workspace_id, run_id, event["item"], token)
+    if finished.outcome == "suspended":
+        platform.engine.advance(workspace_id, run_id, [finished])
+        return {"waiting": finished.node_id}
+    inline = int(event.get("inline_bytes") or DEFAULT_INLINE)
+    report = stage(finished, inline, platform.blobs, workspace_id, run_id)
+    client("stepfunctions").send_task_success(taskToken=token, output=json.dumps(report))
+    return report
+
+
+def _execute(
+    platform: AwsPlatform,
+    workspace_id: UUID,
+    run_id: UUID,
+    item: Mapping[str, Any],
+    task_token: str | None,
+) -> Finished:
+    node_id, attempt = str(item["node_id"]), int(item["attempt"])
+    invocation = platform.engine.invocation(workspace_id, run_id, node_id, attempt)
+    if invocation is None:
+        return stale(node_id, attempt)
+    desk = None
+    if task_token is not None:
+        desk = HilDesk(platform.db, workspace_id, platform.settings.base_url, task_token)
+    return platform.run(platform.runner.execute(invocation, humans=desk))
+
+
+def stale(node_id: str, attempt: int) -> Finished:
+    """A report for a delivery that came too late (the run moved on): advance ignores it."""
+    error = {
+        "code": "stale_delivery",
+        "retryable": False,
+        "message": f"Node '{node_id}' attempt {attempt} no longer runs.",
+        "solution": "Nothing to do: the run moved on.",
+    }
+    return Finished(node_id, attempt, "failed", error=error)

@@ -1,0 +1,30 @@
+"""The intake parts, configured from settings, for the API and ``loom up`` alike."""
+
+from __future__ import annotations
+
+from loom.config import Settings
+from loom.db.database import Database
+from loom.engine.dispatch import RunDispatcher
+from loom.secrets.vault import vault_for
+from loom.triggers.intake import Intake
+from loom.triggers.queue import PostgresQueue
+from loom.triggers.receive import Receiver
+
+
+def queue_for(settings: Settings, db: Database) -> PostgresQueue:
+    return PostgresQueue(
+        db,
+        max_attempts=settings.intake_max_attempts,
+        retry_seconds=settings.intake_retry_seconds,
+        visibility_seconds=settings.intake_visibility_seconds,
+    )
+
+
+def intake_for(settings: Settings, db: Database, dispatcher: RunDispatcher) -> Intake:
+    return Intake(db, dispatcher, max_input_bytes=settings.max_input_bytes)
+
+
+def receiver_for(settings: Settings, db: Database, dispatcher: RunDispatcher) -> Receiver:
+    return Receiver(
+        db, vault_for(settings), queue_for(settings, db), intake_for(settings, db, dispatcher)
+    )
