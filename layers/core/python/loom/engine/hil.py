@@ -20,9 +20,9 @@ from loom.engine.run_state import Finished
 from loom.engine.values import find_nul
 from loom.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from loom.nodes.base import HumanRequest
+from loom.workflows.definition import TIMEOUT_PORT
 
 MAX_RESPONSE_BYTES = 64 * 1024
-TIMEOUT_PORT = "timeout"
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import Field
 
 from loom.errors import LoomError
-from loom.expressions import ExpressionContext, evaluate
-from loom.nodes.agent_tools import Tool
+from loom.expressions import evaluate
+from loom.nodes.agent_tools import Tool, expression_scope
 from loom.nodes.base import AgentMemory, NodeContext, NodeSpec, ParametersModel, Turn
 from loom.nodes.registry import register
 from loom.workflows.definition import Node, NodeType
@@ -93,7 +93,7 @@ def _store(ctx: NodeContext) -> AgentMemory:
 async def open_conversation(ctx: NodeContext, node: Node) -> Conversation:
     raw = evaluate(
         node.parameters,
-        ExpressionContext(input=ctx.run_input, nodes=ctx.upstream, run=ctx.run),
+        expression_scope(ctx),
         where=f"nodes.{node.id}.parameters",
     )
     settings = ConversationMemory.model_validate(raw)

@@ -155,7 +155,8 @@ def loom_tool(ctx: NodeContext, node: Node) -> Tool:
 
 
 async def _http(ctx: NodeContext, node: Node, params: Any, args: dict[str, Any]) -> Any:
-    raw = evaluate(params.request, _scope(ctx, args), where=f"nodes.{node.id}.parameters.request")
+    where = f"nodes.{node.id}.parameters.request"
+    raw = evaluate(params.request, expression_scope(ctx, args=args), where=where)
     request = http_request.SPEC.parameters.model_validate(raw)
     assert http_request.SPEC.execute is not None
     result = await http_request.SPEC.execute(ctx, request, {})
@@ -179,9 +180,10 @@ async def _workflow(ctx: NodeContext, node: Node, params: Any, args: dict[str, A
     return await ctx.children.run_workflow(params.workflow_id, args, key=key)
 
 
-def _scope(ctx: NodeContext, args: dict[str, Any]) -> ExpressionContext:
+def expression_scope(ctx: NodeContext, **variables: Any) -> ExpressionContext:
+    """What expressions in an attached node's parameters see: the agent's own scope."""
     return ExpressionContext(
-        input=ctx.run_input, nodes=ctx.upstream, run=ctx.run, variables={"args": args}
+        input=ctx.run_input, nodes=ctx.upstream, run=ctx.run, variables=variables
     )
 
 

@@ -31,11 +31,10 @@ from loom.nodes.base import (
 )
 from loom.nodes.human_channels import Channel, Notice, in_app_only, notify
 from loom.nodes.registry import register
-from loom.workflows.definition import MAIN_PORT, NodeType
+from loom.workflows.definition import MAIN_PORT, TIMEOUT_PORT, NodeType
 
 MIN_TIMEOUT_SECONDS = 60
 MAX_TIMEOUT_SECONDS = 30 * 86_400
-TIMEOUT_PORT = "timeout"
 
 
 class _Ask(ParametersModel):

@@ -11,21 +11,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import Field
 
-from loom.errors import InvalidInput, LoomError
+from loom.errors import LoomError
 from loom.integrations.slack import post_message
 from loom.integrations.smtp import send_email
 from loom.net import OutboundClient
 from loom.nodes.base import NodeContext, NodeServices, ParametersModel
-from loom.nodes.external_common import checked_base_url
+from loom.nodes.external_common import checked_base_url, credential_of
 from loom.secrets.types import SlackBot, Smtp, WebhookSecret
 from loom.signing import HEADER, sign
-
-T = TypeVar("T")
 
 WEBHOOK_TIMEOUT_SECONDS = 30.0
 WEBHOOK_MAX_REPLY_BYTES = 64 * 1024
@@ -117,9 +115,9 @@ async def notify(ctx: NodeContext, channels: Sequence[Channel], notice: Notice) 
             continue
         services = _services(ctx)
         if isinstance(channel, WebhookChannel):
-            await _webhook(services, channel, notice)
+            await _webhook(ctx, services, channel, notice)
         elif isinstance(channel, SlackChannel):
-            bot = await _credential(services, channel.credential_id, SlackBot)
+            bot = await credential_of(ctx, channel.credential_id, SlackBot)
             await post_message(
                 token=bot.token.get_secret_value(),
                 channel=channel.channel,
@@ -128,7 +126,7 @@ async def notify(ctx: NodeContext, channels: Sequence[Channel], notice: Notice) 
                 allowlist=services.outbound_allowlist,
             )
         else:
-            smtp = await _credential(services, channel.credential_id, Smtp)
+            smtp = await credential_of(ctx, channel.credential_id, Smtp)
             await send_email(
                 smtp,
                 sender=channel.sender,
@@ -140,8 +138,10 @@ async def notify(ctx: NodeContext, channels: Sequence[Channel], notice: Notice) 
             )
 
 
-async def _webhook(services: NodeServices, channel: WebhookChannel, notice: Notice) -> None:
-    key = await _credential(services, channel.secret_credential_id, WebhookSecret)
+async def _webhook(
+    ctx: NodeContext, services: NodeServices, channel: WebhookChannel, notice: Notice
+) -> None:
+    key = await credential_of(ctx, channel.secret_credential_id, WebhookSecret)
     body = json.dumps(notice.payload(), separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -171,24 +171,3 @@ def _services(ctx: NodeContext) -> NodeServices:
             solution="Use the in_app channel, or run on `loom up` or AWS.",
         )
     return ctx.services
-
-
-async def _credential(services: NodeServices, credential_id: str, kind: type[T]) -> T:
-    credential = await services.credential(credential_id)
-    if not isinstance(credential, kind):
-        raise InvalidInput(
-            f"Credential {credential_id} is not a {_type_name(kind)} credential.",
-            solution=f"Create a {_type_name(kind)} credential and use its id.",
-        )
-    return credential
-
-
-_TYPE_NAMES: dict[type[Any], str] = {
-    SlackBot: "slack_bot",
-    Smtp: "smtp",
-    WebhookSecret: "webhook_secret",
-}
-
-
-def _type_name(kind: type[Any]) -> str:
-    return _TYPE_NAMES.get(kind, kind.__name__)

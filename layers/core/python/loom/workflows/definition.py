@@ -16,6 +16,8 @@ NODE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 SUBTYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 MAIN_PORT = "main"
 ERROR_PORT = "error"
+# Where a node that waits with a deadline leaves when it passes (HUMAN_IN_THE_LOOP).
+TIMEOUT_PORT = "timeout"
 
 MAX_NODES = 1000
 MAX_EDGES = 5000
