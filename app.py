@@ -40,7 +40,13 @@ def build_app(context: dict[str, object] | None = None) -> cdk.App:
         app, "LoomApi", network=network, data=data, engine=engine, description="Loom API"
     )
     triggers = TriggersStack(
-        app, "LoomTriggers", network=network, data=data, engine=engine, description="Loom triggers"
+        app,
+        "LoomTriggers",
+        network=network,
+        data=data,
+        engine=engine,
+        api=api,
+        description="Loom triggers",
     )
     functions = [
         engine.advance,

@@ -13,7 +13,7 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.constants import API_ROUTES, API_THROTTLE_BURST, API_THROTTLE_RATE
+from stacks.constants import API_MODEL_CALLERS, API_ROUTES, API_THROTTLE_BURST, API_THROTTLE_RATE
 from stacks.data import DataStack
 from stacks.engine import EngineStack
 from stacks.functions import Layers, python_function
@@ -77,6 +77,7 @@ class ApiStack(Stack):
                 layers=layers,
                 network=network,
                 environment=environment,
+                calls_models=module in API_MODEL_CALLERS,
             )
             engine.blob_bucket.grant_read(function)
             engine.vault_key.grant_encrypt_decrypt(function)

@@ -53,7 +53,17 @@ API_ROUTES = {
         "/v1/workflows/{workflow_id}/triggers/{proxy+}",
     ],
     "mcp": ["/v1/mcp", "/v1/mcp/{proxy+}"],
+    "agents": [
+        "/v1/agents",
+        "/v1/agents/{proxy+}",
+        "/v1/episodes/{proxy+}",
+        "/v1/threads/{proxy+}",
+    ],
+    "builder": ["/v1/builder/{proxy+}", "/v1/runs/{run_id}/explain"],
 }
+# API functions that call models (agents chat and exams; the builder drafts and explains),
+# so they get the litellm layer.
+API_MODEL_CALLERS = {"agents", "builder"}
 API_THROTTLE_RATE = 200
 API_THROTTLE_BURST = 400
 

@@ -1,6 +1,7 @@
 """Data: Aurora Serverless v2 PostgreSQL 16 (pgvector is built in), an RDS Proxy that
-functions reach with IAM auth, the owner's credentials in Secrets Manager, and the
-migrations run by a custom resource on every deploy (safe to repeat: they are recorded)."""
+functions reach with IAM auth end to end (as ``loom_app``, no password), the owner's
+credentials in Secrets Manager, and the migrations run by a custom resource on every
+deploy (safe to repeat: they are recorded)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Any
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from stacks.constants import DATABASE_NAME
+from stacks.constants import APP_ROLE, DATABASE_NAME
 from stacks.functions import Layers, python_function
 from stacks.nag import acknowledge
 from stacks.network import NetworkStack
@@ -47,12 +49,24 @@ class DataStack(Stack):
             removal_policy=RemovalPolicy.SNAPSHOT,
         )
         acknowledge(self.cluster.node.find_child("Secret"), "AwsSolutions-SMG4")
+        # End-to-end IAM auth: functions connect as loom_app with IAM auth tokens, and the
+        # proxy reaches Aurora as loom_app with IAM too (the migrations grant it rds_iam),
+        # so loom_app has no password anywhere.
+        proxy_role = iam.Role(
+            self,
+            "ProxyRole",
+            assumed_by=iam.ServicePrincipal("rds.amazonaws.com"),
+            description="RDS Proxy: connects to Aurora as loom_app with IAM auth",
+        )
+        self.cluster.grant_connect(proxy_role, APP_ROLE)
         self.proxy = self.cluster.add_proxy(
             "Proxy",
             secrets=[self.cluster.secret] if self.cluster.secret else [],
             vpc=network.vpc,
             vpc_subnets=network.data_subnets,
             iam_auth=True,
+            default_auth_scheme=rds.DefaultAuthScheme.IAM_AUTH,
+            role=proxy_role,
             require_tls=True,
         )
         self.cluster.connections.allow_default_port_from(network.functions_sg, "Loom functions")

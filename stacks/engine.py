@@ -86,6 +86,8 @@ class EngineStack(Stack):
             "LOOM_BLOB_BUCKET": self.blob_bucket.bucket_name,
             "LOOM_KMS_KEY_ID": self.vault_key.key_arn,
             "LOOM_STATE_MACHINE_ARN": self.state_machine_arn,
+            # The proxy requires IAM auth: loom_app's password is a token signed per 10 min.
+            "LOOM_DB_IAM_AUTH": "true",
         }
         self.code_function = self._code_function()
         self.node_functions = {

@@ -69,6 +69,18 @@ FINDINGS: list[tuple[re.Pattern[str], str]] = [
         ),
         "Stopping executions of the one state machine (cancel), named by run id.",
     ),
+    (
+        re.compile(
+            r"^AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:"
+            r"<AWS::AccountId>:schedule/loom-triggers/\*\]$"
+        ),
+        "Schedules of the one group of CRON triggers, made and removed at run time, one per "
+        "trigger (named by its id) as workflows are deployed.",
+    ),
+    (
+        re.compile(r"^AwsSolutions-IAM5\[Resource::<Mail\w+\.Arn>/\*\]$"),
+        "Messages of the one inbound-mail bucket, stored by SES under its message ids.",
+    ),
 ]
 
 

@@ -17,23 +17,11 @@ import pytest
 from loom.db import Database
 from tests.utils.api import ApiServer, Session, allow_hosts, create_credential, signup
 from tests.utils.engine import example
-from tests.utils.fake_llm import FakeLlm, Request, chat, embeddings, fake_llm
+from tests.utils.fake_llm import FakeLlm, Request, chat, embeddings, provider_host, provider_key
 from tests.utils.loopback_http import LoopbackServer, Reply, Seen, serve
 
 MODEL = "agent-model"
 KEY = "sk-agent-test-4c1f9e"
-
-
-@pytest.fixture
-def http(engine_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=engine_api.base_url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLlm]:
-    with fake_llm() as provider:
-        yield provider
 
 
 @pytest.fixture
@@ -52,23 +40,13 @@ def lookup() -> Iterator[LoopbackServer]:
 def me(http: httpx.Client, fake: FakeLlm, lookup: LoopbackServer) -> Session:
     """A workspace that may reach the scripted provider and the lookup server."""
     owner = signup(http)
-    allow_hosts(http, owner, _where(fake), lookup.where)
+    allow_hosts(http, owner, provider_host(fake), lookup.where)
     return owner
 
 
 @pytest.fixture
 def key(http: httpx.Client, me: Session, fake: FakeLlm) -> str:
-    return _provider_key(http, me, fake)
-
-
-def _where(fake: FakeLlm) -> str:
-    return fake.api_base.removeprefix("http://").removesuffix("/v1")
-
-
-def _provider_key(http: httpx.Client, session: Session, fake: FakeLlm) -> str:
-    """An llm_api_key pointing at the scripted provider."""
-    data = {"provider": "openai", "api_key": KEY, "api_base": fake.api_base}
-    return create_credential(http, session, "llm_api_key", data)
+    return provider_key(http, me, fake, KEY)
 
 
 def _agent(key: str, **parameters: Any) -> dict[str, Any]:
@@ -294,7 +272,7 @@ def test_an_mcp_servers_tools(
         json={"name": "mcp", "scopes": ["workflows:read", "runs:read"]},
     ).json()["key"]
     bearer = create_credential(http, me, "bearer_token", {"token": api_key})
-    allow_hosts(http, me, _where(fake), engine_api.base_url.removeprefix("http://"))
+    allow_hosts(http, me, provider_host(fake), engine_api.base_url.removeprefix("http://"))
     fake.script(MODEL, chat(None, tool_calls=[("loom_list_workflows", {})]), chat("Listed."))
     tool = {
         "id": "loom",
@@ -436,8 +414,8 @@ def test_memory_is_kept_per_workspace(
     assert _run(http, me, _flow(_agent(key), memory))["status"] == "SUCCESS"
 
     other = signup(http)
-    allow_hosts(http, other, _where(fake))
-    their_key = _provider_key(http, other, fake)
+    allow_hosts(http, other, provider_host(fake))
+    their_key = provider_key(http, other, fake, KEY)
     fake.script(MODEL, chat("hello B"))
     assert _run(http, other, _flow(_agent(their_key), memory))["status"] == "SUCCESS"
     seen_by_b = fake.requests[-1].body["messages"]

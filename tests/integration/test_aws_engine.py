@@ -148,7 +148,9 @@ def test_a_task_token_works_once(aws: AwsEngine, workspace_db: tuple[Database, u
     run_id, dispatcher = _submit(db, ws, _ask())
     request_id = _wait_for_human(db, ws, run_id)
     answer = hil.respond(db, ws, request_id, approved=None, data=7, responded_by=None)
-    dispatcher.report(ws, run_id, answer.finished)
+    report = answer.node_report()
+    assert report is not None
+    dispatcher.report(ws, *report)
     assert aws.wait_for_run(run_id)[-1]["status"] == "SUCCEEDED"
     assert get_run(db, ws, run_id).run["output"] == 7
     again = {

@@ -211,7 +211,9 @@ def _answer_locally(harness: Harness, approved: bool | None) -> dict[str, Any]:
         answer = hil.respond(
             harness.db, ws, request_id, approved=approved, data="ok", responded_by=None
         )
-        asyncio.run(harness.runner.drive(ws, run_id, finished=[answer.finished]))
+        report = answer.node_report()
+        assert report is not None
+        asyncio.run(harness.runner.drive(ws, run_id, finished=[report[1]]))
     return _result(harness.db, ws, run_id)
 
 
@@ -227,7 +229,9 @@ def _answer_on_aws(aws: AwsEngine, harness: Harness, approved: bool | None) -> d
     request_id = _pending_request(db, ws, run_id)
     if approved is not None:
         answer = hil.respond(db, ws, request_id, approved=approved, data="ok", responded_by=None)
-        dispatcher.report(ws, run_id, answer.finished)
+        report = answer.node_report()
+        assert report is not None
+        dispatcher.report(ws, *report)
     executions = aws.wait_for_run(run_id)
     assert executions[-1]["status"] == "SUCCEEDED", executions[-1]
     return _result(db, ws, run_id)

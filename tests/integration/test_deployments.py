@@ -4,20 +4,13 @@ workflow; trigger secrets issued once; every route scoped to its workspace."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.utils.api import ApiServer, Session, join_workspace, signup
+from tests.utils.api import Session, join_workspace, signup
 from tests.utils.triggers import body_of, create, cron, deploy, flow, signed, trigger_t, webhook
-
-
-@pytest.fixture
-def http(engine_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=engine_api.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

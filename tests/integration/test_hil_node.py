@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -18,7 +17,6 @@ import tests.utils.test_nodes  # noqa: F401 - registers ACTION.TEST in this proc
 from loom import signing
 from loom.db import Database
 from tests.utils.api import (
-    ApiServer,
     Session,
     allow_hosts,
     create_credential,
@@ -41,12 +39,6 @@ FORM = {
     },
     "additionalProperties": False,
 }
-
-
-@pytest.fixture
-def http(engine_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=engine_api.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -111,12 +110,6 @@ def _warm_litellm() -> None:
                 model=MINI, messages=HELLO, api_key="k", api_base=server.api_base, max_retries=0
             )
         )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLlm]:
-    with fake_llm() as server:
-        yield server
 
 
 def _settings(tmp_path: Path, fake: FakeLlm, **overrides: object) -> Settings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,12 +28,6 @@ from tests.utils.triggers import (
 )
 
 STORED = ("queue", "trigger_deliveries", "runs", "dead_letters")
-
-
-@pytest.fixture
-def http(engine_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=engine_api.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

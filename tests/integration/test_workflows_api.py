@@ -6,20 +6,13 @@ import copy
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.utils.api import ApiServer, Session, signup
+from tests.utils.api import Session, signup
 from tests.utils.engine import example
-
-
-@pytest.fixture
-def http(engine_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=engine_api.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

@@ -56,6 +56,9 @@ FUNCTIONS = {
     "loom-node-code": "functions.nodes.code",
     "loom-schedule-fired": "functions.triggers.schedule_fired",
     "loom-intake": "functions.workers.intake",
+    "loom-intake-consumer": "functions.triggers.intake_consumer",
+    "loom-redrive": "functions.workers.redrive",
+    "loom-mail-received": "functions.triggers.mail_received",
 }
 NODE_FUNCTIONS = {
     "ACTION": "loom-node-action",
@@ -256,3 +259,11 @@ def aws_engine(
 def transitions(events: list[dict[str, Any]]) -> int:
     """State transitions Step Functions bills: one per state entered."""
     return sum(1 for e in events if e["type"].endswith("StateEntered"))
+
+
+def settle(engine: AwsEngine) -> None:
+    """Wait for every execution still running: one left behind would call the functions
+    in the next test, with its environment half undone."""
+    listed = engine.sfn.list_executions(stateMachineArn=STATE_MACHINE_ARN)["executions"]
+    for execution in listed:
+        engine.wait(execution["executionArn"])

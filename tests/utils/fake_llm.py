@@ -23,6 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
+from tests.utils.api import Session, create_credential
 from tests.utils.loopback_http import Reply, Seen, serve
 
 ReplyFor = Reply | Callable[[dict[str, Any]], Reply]
@@ -63,6 +66,11 @@ class FakeLlm:
         """Answer ``model`` with ``reply`` whenever nothing is queued for it."""
         with self.lock:
             self.defaults[model] = reply
+
+    def requests_for(self, model: str) -> list[Request]:
+        """The requests that named ``model``, in order."""
+        with self.lock:
+            return [r for r in self.requests if r.model == model]
 
     def calls(self, model: str | None = None) -> int:
         with self.lock:
@@ -273,3 +281,15 @@ def hang(seconds: float = 30.0) -> Reply:
 def malformed() -> Reply:
     """A 200 whose body is not JSON."""
     return Reply(200, b'{"id": "chatcmpl-fake", "choices": [{"mess', dict(_JSON))
+
+
+def provider_host(fake: FakeLlm) -> str:
+    """The allowlist entry that lets a workspace reach the scripted provider."""
+    return fake.api_base.removeprefix("http://").removesuffix("/v1")
+
+
+def provider_key(client: httpx.Client, session: Session, fake: FakeLlm, key: str = "sk-t") -> str:
+    """A new ``llm_api_key`` credential of the session's workspace that points at the
+    scripted provider; its id."""
+    data = {"provider": "openai", "api_key": key, "api_base": fake.api_base}
+    return create_credential(client, session, "llm_api_key", data)

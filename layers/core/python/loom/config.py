@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loom.errors import ConfigError
@@ -305,6 +305,78 @@ class LlmSettings(_Base):
     )
 
 
+class BuilderSettings(_Base):
+    builder_model: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=200,
+        description="Model the workflow builder drafts with when a request names none "
+        "(provider/model, or local/smollm2-135m-instruct offline). Unset: requests must name one.",
+    )
+    builder_repair_rounds: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Times the builder sends validation problems back to the model per turn.",
+    )
+    builder_max_tokens: int = Field(
+        default=2000, ge=256, le=32_000, description="Longest answer the builder asks for."
+    )
+    builder_call_deadline_seconds: float = Field(
+        default=120.0, gt=0, le=900, description="Deadline of one builder model call."
+    )
+    builder_dry_run_seconds: float = Field(
+        default=60.0, gt=0, le=900, description="Longest a builder dry run may take."
+    )
+
+
+class AgentExamSettings(_Base):
+    agent_exam_interval_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        le=86_400,
+        description="How often `loom up` looks for agents that became ready and examines "
+        "them. 0: never (exams only through the API).",
+    )
+    agent_exam_deadline_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=840,
+        description="Longest one graduation exam may take; cases not finished by then fail.",
+    )
+    agent_exam_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Exam case runs of one exam that run at once."
+    )
+    agent_readiness: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Overrides of the readiness thresholds per target level, as JSON "
+        '({"INTERN": {"min_episodes": 5}}).',
+    )
+
+    @field_validator("agent_readiness")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for level, row in value.items():
+            if level not in _GRADUATION_LEVELS:
+                raise ValueError(f"{level} is not one of {', '.join(_GRADUATION_LEVELS)}")
+            for name, number in row.items():
+                if name not in _READINESS_FIELDS or number < 0:
+                    raise ValueError(
+                        f"{level}.{name}: use non-negative {', '.join(_READINESS_FIELDS)}"
+                    )
+        return value
+
+
+_GRADUATION_LEVELS = ("INTERN", "SUPERVISED", "AUTONOMOUS")
+_READINESS_FIELDS = (
+    "min_episodes",
+    "min_success_rate",
+    "min_rated",
+    "min_mean_rating",
+    "max_violation_rate",
+)
+
+
 class LocalSettings(_Base):
     home: Path = Field(
         default=Path(".loom"),
@@ -373,6 +445,41 @@ class AwsSettings(_Base):
         description="History events one execution may use before the run continues in a new "
         "execution (Step Functions stops at 25,000).",
     )
+    intake_queue_url: str | None = Field(
+        default=None,
+        pattern=r"^https://\S+$",
+        description="SQS queue of trigger events that wait or are retried. Unset: the "
+        "Postgres queue table.",
+    )
+    intake_dlq_url: str | None = Field(
+        default=None,
+        pattern=r"^https://\S+$",
+        description="The intake queue's dead-letter queue, which the redrive worker empties.",
+    )
+    schedule_group: str | None = Field(
+        default=None,
+        pattern=r"^[0-9A-Za-z_.-]{1,64}$",
+        description="EventBridge Scheduler group of the per-trigger CRON schedules. Unset: "
+        "schedules are only rows, fired by a scheduler loop or job.",
+    )
+    schedule_target_arn: str | None = Field(
+        default=None, description="Function the per-trigger schedules invoke."
+    )
+    schedule_role_arn: str | None = Field(
+        default=None, description="Role EventBridge Scheduler assumes to invoke it."
+    )
+    schedule_dlq_arn: str | None = Field(
+        default=None, description="SQS queue of schedule invocations that failed."
+    )
+    mail_bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="S3 bucket where SES stores inbound mail for TRIGGER.EMAIL.",
+    )
+    db_iam_auth: bool = Field(
+        default=False,
+        description="Connect as loom_app with IAM auth tokens (RDS Proxy) instead of a password.",
+    )
 
 
 class Settings(
@@ -385,6 +492,8 @@ class Settings(
     IntegrationSettings,
     TriggerSettings,
     LlmSettings,
+    BuilderSettings,
+    AgentExamSettings,
     LocalSettings,
     LocalModelSettings,
     AwsSettings,

@@ -11,8 +11,12 @@ from loom import __version__
 from loom.api.errors import install_error_handlers
 from loom.api.middleware import install_middleware
 from loom.api.routes import (
+    agent_chat,
+    agent_exams,
+    agents,
     api_keys,
     auth,
+    builder,
     credentials,
     hil,
     mcp,
@@ -26,6 +30,7 @@ from loom.api.routes import (
 from loom.config import Settings, get_settings
 from loom.db import Database
 from loom.engine.dispatch import RunDispatcher
+from loom.llm._litellm import warm_in_background
 
 ALL_ROUTERS: tuple[APIRouter, ...] = (
     public.router,
@@ -41,7 +46,17 @@ ALL_ROUTERS: tuple[APIRouter, ...] = (
     triggers.router,
     triggers.hooks,
     mcp.router,
+    agents.router,
+    agents.episode_router,
+    agent_chat.router,
+    agent_chat.threads,
+    agent_exams.router,
+    builder.router,
+    builder.explain_router,
 )
+
+# Routers whose requests need litellm (agents check model names and call models).
+MODEL_ROUTERS: tuple[APIRouter, ...] = (agents.router, builder.router)
 
 
 def create_app(
@@ -61,6 +76,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.shutting_down = False
         app.state.db = db_factory()
+        if any(router in MODEL_ROUTERS for router in routers):
+            warm_in_background()
         try:
             yield
         finally:

@@ -1,6 +1,7 @@
 """Workspace settings people may change: the outbound allowlist (the internal hosts this
-workspace's nodes may call; see ``loom.net``) and the monthly model budget (``llm_budget``;
-see ``loom.llm.budget``). Admins and owners change them."""
+workspace's nodes may call; see ``loom.net``), the monthly model budget (``llm_budget``;
+see ``loom.llm.budget``) and overrides of the agents' governance policy (``agent_policy``;
+see ``loom.agents.governance``). Admins and owners change them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from loom.agents.governance import Policy, parse_overrides
 from loom.auth.principal import Principal, Role
 from loom.auth.service import require_user
 from loom.db import Database
@@ -29,6 +31,8 @@ def get_settings(db: Database, principal: Principal) -> dict[str, Any]:
     budget = stored.get("llm_budget") if isinstance(stored, dict) else None
     if isinstance(budget, dict):
         found["llm_budget"] = budget
+    overrides = stored.get("agent_policy") if isinstance(stored, dict) else None
+    found["agent_policy"] = Policy(overrides if isinstance(overrides, dict) else None).table()
     return found
 
 
@@ -38,6 +42,7 @@ def update_settings(
     *,
     outbound_allowlist: Sequence[str] | None = None,
     llm_budget: dict[str, Any] | None = None,
+    agent_policy: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Replace the settings given (None: unchanged) in one transaction, after checking
     every allowlist entry; nothing changes if one is bad. Entries are stored normalised
@@ -45,7 +50,14 @@ def update_settings(
     is removed."""
     require_user(principal, Role.ADMIN)
     normalised = _normalised(outbound_allowlist) if outbound_allowlist is not None else None
+    if agent_policy is not None:
+        parse_overrides(agent_policy)
     with db.tenant(principal.workspace_id) as conn:
+        if agent_policy is not None:
+            conn.execute(
+                "UPDATE workspaces SET settings = jsonb_set(settings, '{agent_policy}', %s)",
+                (Jsonb(agent_policy),),
+            )
         if normalised is not None:
             conn.execute(
                 "UPDATE workspaces SET settings = jsonb_set(settings, '{outbound_allowlist}', %s)",

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from loom.cli import db_commands, up_command, workflow_commands
+from loom.cli import build_command, db_commands, up_command, workflow_commands
 from loom.config import load_settings
 from loom.errors import LoomError
 from loom.observability import configure_logging
@@ -34,6 +34,7 @@ app.command("up")(up_command.up)
 app.command("validate")(workflow_commands.validate)
 app.command("run")(workflow_commands.run)
 app.command("nodes")(workflow_commands.nodes)
+app.command("build")(build_command.build)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ round trip more than its own statements plus the COMMIT.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -38,10 +38,23 @@ class Database:
     """A pool of application connections (role ``loom_app``)."""
 
     def __init__(
-        self, urls: DatabaseUrls, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+        self,
+        urls: DatabaseUrls,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 5.0,
+        password: Callable[[], str] | None = None,
     ) -> None:
+        """``password``: called for each new connection (a short-lived token, such as an
+        IAM auth token on AWS), instead of a password in the URL."""
         self.urls = urls
         self._timeout = timeout
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": dict_row,
+            "connect_timeout": timeout,
+        }
         self.pool: ConnectionPool[Conn] = ConnectionPool(
             urls.app,
             min_size=min_size,
@@ -49,7 +62,7 @@ class Database:
             timeout=timeout,
             open=False,
             name="loom",
-            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": timeout},
+            kwargs=kwargs if password is None else lambda: {**kwargs, "password": password()},
             connection_class=psycopg.Connection[DictRow],
         )
 

@@ -11,15 +11,15 @@ from psycopg.types.json import Jsonb
 from loom.db.database import Conn
 
 _COLUMNS = """
-    h.id, h.run_id, h.node_run_id, n.node_id, n.attempt, h.kind, h.status, h.request,
-    h.response, h.responded_by, h.channels, h.timeout_action, h.expires_at, h.created_at,
-    h.responded_at
+    h.id, h.run_id, h.node_run_id, n.node_id, n.attempt, h.episode_id, h.kind, h.status,
+    h.request, h.response, h.responded_by, h.channels, h.timeout_action, h.expires_at,
+    h.created_at, h.responded_at
 """
 
 
 def list_requests(conn: Conn, status: str | None, limit: int) -> list[dict[str, Any]]:
     return conn.execute(
-        f"SELECT {_COLUMNS} FROM hil_requests h JOIN node_runs n ON n.id = h.node_run_id "
+        f"SELECT {_COLUMNS} FROM hil_requests h LEFT JOIN node_runs n ON n.id = h.node_run_id "
         "WHERE (%(status)s::text IS NULL OR h.status = %(status)s) "
         "ORDER BY h.created_at DESC LIMIT %(limit)s",
         {"status": status, "limit": limit},
@@ -38,7 +38,7 @@ def claim_response(
             WHERE id = %s AND status = 'pending'
             RETURNING *
         )
-        SELECT {_COLUMNS} FROM answered h JOIN node_runs n ON n.id = h.node_run_id
+        SELECT {_COLUMNS} FROM answered h LEFT JOIN node_runs n ON n.id = h.node_run_id
         """,
         (status, Jsonb(response), responded_by, request_id),
     ).fetchone()
@@ -46,7 +46,7 @@ def claim_response(
 
 def get_request(conn: Conn, request_id: UUID) -> dict[str, Any] | None:
     return conn.execute(
-        f"SELECT {_COLUMNS} FROM hil_requests h JOIN node_runs n ON n.id = h.node_run_id "
+        f"SELECT {_COLUMNS} FROM hil_requests h LEFT JOIN node_runs n ON n.id = h.node_run_id "
         "WHERE h.id = %s",
         (request_id,),
     ).fetchone()
@@ -97,6 +97,38 @@ def file_request(
     return request_id
 
 
+def file_tool_approval(
+    conn: Conn,
+    *,
+    workspace_id: UUID,
+    episode_id: UUID,
+    run_id: UUID | None,
+    request: Any,
+    expires_at: datetime,
+    link_token_hash: str,
+) -> UUID:
+    """Open the request that asks a person to allow one tool call of an episode."""
+    row = conn.execute(
+        """
+        INSERT INTO hil_requests (workspace_id, run_id, episode_id, kind, request, channels,
+                                  timeout_action, expires_at, link_token_hash)
+        VALUES (%s, %s, %s, 'tool_approval', %s, '{in_app}', 'fail', %s, %s)
+        RETURNING id
+        """,
+        (workspace_id, run_id, episode_id, Jsonb(request), expires_at, link_token_hash),
+    ).fetchone()
+    assert row is not None
+    request_id: UUID = row["id"]
+    return request_id
+
+
+def settled(conn: Conn, request_id: UUID) -> dict[str, Any] | None:
+    """The request's status and response (status ``pending`` while it waits)."""
+    return conn.execute(
+        "SELECT status, response, responded_by FROM hil_requests WHERE id = %s", (request_id,)
+    ).fetchone()
+
+
 def withdraw(conn: Conn, request_id: UUID) -> None:
     conn.execute(
         "UPDATE hil_requests SET status = 'cancelled' WHERE id = %s AND status = 'pending'",
@@ -133,7 +165,7 @@ def time_out(conn: Conn, request_id: UUID, now: datetime) -> dict[str, Any] | No
             WHERE id = %s AND status = 'pending' AND expires_at <= %s
             RETURNING *
         )
-        SELECT {_COLUMNS} FROM expired h JOIN node_runs n ON n.id = h.node_run_id
+        SELECT {_COLUMNS} FROM expired h LEFT JOIN node_runs n ON n.id = h.node_run_id
         """,
         (now, request_id, now),
     ).fetchone()

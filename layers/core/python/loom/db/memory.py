@@ -70,7 +70,7 @@ def add_vector(
     row = conn.execute(
         "INSERT INTO memory_vectors (workspace_id, collection, content, metadata, embedding, "
         "run_id) VALUES (%s, %s, %s, %s, %s::vector, %s) RETURNING id",
-        (workspace_id, collection, content, Jsonb(metadata), _vector(embedding), run_id),
+        (workspace_id, collection, content, Jsonb(metadata), vector_literal(embedding), run_id),
     ).fetchone()
     assert row is not None
     found: UUID = row["id"]
@@ -84,9 +84,9 @@ def search_vectors(
         "SELECT id, content, metadata, 1 - (embedding <=> %s::vector) AS score "
         "FROM memory_vectors WHERE collection = %s "
         "ORDER BY embedding <=> %s::vector LIMIT %s",
-        (_vector(embedding), collection, _vector(embedding), limit),
+        (vector_literal(embedding), collection, vector_literal(embedding), limit),
     ).fetchall()
 
 
-def _vector(values: list[float]) -> str:
+def vector_literal(values: list[float]) -> str:
     return "[" + ",".join(f"{float(v):.7g}" for v in values) + "]"

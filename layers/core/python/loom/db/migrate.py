@@ -132,3 +132,13 @@ def _reported(migration: Migration) -> Iterator[None]:
             solution="The database was left as it was before this migration. The role in "
             "DATABASE_URL must own the schema and be allowed to create roles.",
         ) from None
+
+
+def grant_iam_login(owner_url: str) -> bool:
+    """Where the server has RDS's ``rds_iam`` role (RDS, Aurora), let ``loom_app`` log in
+    with IAM auth tokens; whether it did. Elsewhere (the embedded Postgres) nothing."""
+    with open_owner_connection(owner_url) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam'").fetchone() is None:
+            return False
+        conn.execute(sql.SQL("GRANT rds_iam TO {}").format(sql.Identifier(APP_ROLE)))
+        return True

@@ -153,3 +153,26 @@ def mark_replayed(conn: Conn, dead_letter_id: UUID) -> Row | None:
         f"RETURNING {_DEAD_LETTER_COLUMNS}",
         (dead_letter_id,),
     ).fetchone()
+
+
+def insert_dead_letter(
+    conn: Conn,
+    *,
+    workspace_id: UUID,
+    topic: str,
+    payload: dict[str, Any],
+    error: str,
+    attempts: int,
+    source_id: str,
+) -> UUID:
+    """A dead letter for a message of a queue outside Postgres (SQS on AWS); its id."""
+    row = conn.execute(
+        """
+        INSERT INTO dead_letters (workspace_id, topic, payload, error, attempts, source_id)
+        VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
+        """,
+        (workspace_id, topic, Jsonb(payload), error, attempts, source_id),
+    ).fetchone()
+    assert row is not None  # INSERT ... RETURNING returns its row
+    dead_letter_id: UUID = row["id"]
+    return dead_letter_id

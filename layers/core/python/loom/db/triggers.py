@@ -156,6 +156,19 @@ def deactivate_schedule(conn: Conn, trigger_id: UUID) -> None:
     conn.execute("UPDATE schedules SET active = false WHERE trigger_id = %s", (trigger_id,))
 
 
+def schedules_of(conn: Conn, workflow_id: UUID) -> list[Row]:
+    """Every schedule the workflow's triggers ever had; ``active`` if it fires now."""
+    return conn.execute(
+        """
+        SELECT s.id, s.workspace_id, s.trigger_id, t.node_id, s.cron, s.timezone,
+               s.active AND t.active AS active
+        FROM schedules s JOIN triggers t ON t.id = s.trigger_id
+        WHERE t.workflow_id = %s ORDER BY t.node_id
+        """,
+        (workflow_id,),
+    ).fetchall()
+
+
 def set_deployment(
     conn: Conn,
     workflow_id: UUID,

@@ -27,11 +27,20 @@ MAX_RESPONSE_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class Answer:
+    """A settled request. ``finished`` completes the waiting node; a tool approval has
+    none (its agent is watching the request) and may have no run."""
+
     workspace_id: UUID
     request_id: UUID
-    run_id: UUID
+    run_id: UUID | None
     status: str
-    finished: Finished
+    finished: Finished | None
+
+    def node_report(self) -> tuple[UUID, Finished] | None:
+        """(run, report) for the engine when this answer completes a waiting node."""
+        if self.finished is None or self.run_id is None:
+            return None
+        return self.run_id, self.finished
 
 
 class HilDesk:
@@ -106,7 +115,9 @@ def respond(
         row = repo.claim_response(conn, request_id, status, output, responded_by)
     if row is None:
         raise _answered(request_id, "answered meanwhile")
-    finished = Finished(row["node_id"], row["attempt"], "completed", output=output, port=port)
+    finished = None
+    if row["kind"] != "tool_approval":
+        finished = Finished(row["node_id"], row["attempt"], "completed", output=output, port=port)
     return Answer(workspace_id, request_id, row["run_id"], status, finished)
 
 
@@ -140,7 +151,7 @@ def expire_overdue(db: Database, now: datetime, *, limit: int = 100) -> list[Ans
     for item in due:
         with db.tenant(item["workspace_id"]) as conn:
             row = repo.time_out(conn, item["request_id"], now)
-        if row is not None:
+        if row is not None and row["kind"] != "tool_approval":
             answer = Answer(
                 item["workspace_id"], row["id"], row["run_id"], "timed_out", _timeout(row)
             )
@@ -168,7 +179,7 @@ def _response(
 ) -> tuple[str, Any, str]:
     """(status, node output, port) for a valid answer to ``row``."""
     _check_size(data)
-    if row["kind"] == "approval":
+    if row["kind"] in ("approval", "tool_approval"):
         if approved is None:
             raise InvalidInput(
                 "An approval needs a decision.",

@@ -19,6 +19,7 @@ from loom.engine.values import find_nul
 from loom.errors import LoomError
 from loom.expressions import ExpressionContext, evaluate
 from loom.nodes.base import (
+    AgentDesk,
     AgentMemory,
     ChildRuns,
     HumanDesk,
@@ -74,6 +75,7 @@ async def invoke(
     humans: HumanDesk | None = None,
     llm: LlmGateway | None = None,
     memory: AgentMemory | None = None,
+    agents: AgentDesk | None = None,
 ) -> Finished:
     item = invocation.item
     node = invocation.graph.nodes[item.node_id]
@@ -106,6 +108,7 @@ async def invoke(
             attached=invocation.graph.attached.get(item.node_id, ()),
             llm=llm,
             memory=memory,
+            agents=agents,
             timeout_seconds=item.timeout_seconds,
         )
         execution = spec.execute(ctx, params, invocation.inputs)

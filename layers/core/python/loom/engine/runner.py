@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from loom.agents.runtime import AgentRuntime
 from loom.db import runs as repo
 from loom.engine.advance import Advance, Engine, Invocation
 from loom.engine.hil import HilDesk, expire_overdue
@@ -55,16 +56,22 @@ class LocalRunner:
         self.base_url = base_url
         self.llm = llm
         self.services = ServicesCache(engine.db, vault)
+        self.agents = AgentRuntime(engine.db, llm, self.services, base_url) if llm else None
         self.per_run_limit = per_run_limit
         self.global_limit = global_limit
         self.on_advance = on_advance
         self._global: asyncio.Semaphore | None = None
         self._tasks: dict[UUID, set[asyncio.Task[Finished]]] = {}
 
-    def _advance(
+    async def _advance(
         self, workspace_id: UUID, run_id: UUID, finished: list[Finished] | None = None, **kw: Any
     ) -> Advance:
-        result = self.engine.advance(workspace_id, run_id, finished or (), **kw)
+        """One advance on a worker thread: its database round trip must not stall the
+        event loop that runs every other run's nodes (two advances of one run at once are
+        safe: the engine's guarded save makes the later one plan again)."""
+        result = await asyncio.to_thread(
+            self.engine.advance, workspace_id, run_id, finished or (), **kw
+        )
         if self.on_advance is not None:
             self.on_advance(result)
         return result
@@ -84,7 +91,7 @@ class LocalRunner:
         per_run = asyncio.Semaphore(self.per_run_limit)
         in_flight: set[asyncio.Task[Finished]] = self._tasks.setdefault(run_id, set())
         try:
-            state = self._advance(workspace_id, run_id, finished, recover=recover)
+            state = await self._advance(workspace_id, run_id, finished, recover=recover)
             while True:
                 for item in state.ready:
                     job = self._run(item, state.invocations[item.node_id], per_run)
@@ -94,14 +101,14 @@ class LocalRunner:
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 in_flight.difference_update(done)
                 results = [task.result() for task in done if not task.cancelled()]
-                state = self._advance(workspace_id, run_id, results)
+                state = await self._advance(workspace_id, run_id, results)
         finally:
             for task in in_flight:
                 task.cancel()
             self._tasks.pop(run_id, None)
 
     async def cancel(self, workspace_id: UUID, run_id: UUID, reason: str = "Cancelled.") -> Advance:
-        state = self._advance(workspace_id, run_id, cancel=reason)
+        state = await self._advance(workspace_id, run_id, cancel=reason)
         for task in list(self._tasks.get(run_id, ())):
             task.cancel()
         return state
@@ -119,12 +126,13 @@ class LocalRunner:
         """Apply the timeout action of every human-in-the-loop request past its deadline and
         drive those runs on; how many timed out."""
         answers = await asyncio.to_thread(expire_overdue, self.engine.db, self.engine.clock())
-        for answer in answers:
-            log.info("request for %s of run %s timed out", answer.finished.node_id, answer.run_id)
+        reports = [(a.workspace_id, r) for a in answers if (r := a.node_report()) is not None]
+        for _, (run_id, finished) in reports:
+            log.info("request for %s of run %s timed out", finished.node_id, run_id)
         await asyncio.gather(
-            *(self.drive(a.workspace_id, a.run_id, finished=[a.finished]) for a in answers)
+            *(self.drive(ws, run_id, finished=[finished]) for ws, (run_id, finished) in reports)
         )
-        return len(answers)
+        return len(reports)
 
     async def watch_deadlines(self, every: float) -> None:
         """``expire_overdue`` every ``every`` seconds, until cancelled."""
@@ -166,6 +174,7 @@ class LocalRunner:
             humans=humans or HilDesk(self.engine.db, workspace_id, self.base_url),
             llm=self.llm,
             memory=WorkspaceMemory(self.engine.db, workspace_id, invocation.run_id),
+            agents=self.agents,
         )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from ipaddress import ip_address
+from pathlib import Path
 from uuid import UUID
 
 from loom.config import LlmSettings
@@ -240,3 +241,16 @@ async def _check_api_base(api_base: str, allowlist: list[str]) -> None:
     )
     for address in addresses:
         check_address(target, ip_address(address), admitted)
+
+
+def check_chat_model(model: str, local_model_file: Path | None) -> None:
+    """Refuse, when a spec is saved, a chat model no call could reach: an unknown provider
+    or an unknown local model (``LlmModelUnknown``, which says how to name one)."""
+    if provider_of(model) != LOCAL:
+        return
+    from loom.llm.local.models import UnknownLocalModel, chat_model
+
+    try:
+        chat_model(model.removeprefix(f"{LOCAL}/"), local_model_file)
+    except UnknownLocalModel as exc:
+        raise LlmModelUnknown(exc.message, solution=exc.solution) from None

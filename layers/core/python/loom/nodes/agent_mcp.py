@@ -70,9 +70,16 @@ async def mcp_tools(ctx: NodeContext, node: Node, stack: AsyncExitStack) -> list
                 description=(offered.description or offered.name)[:2000],
                 parameters=offered.input_schema or dict(EMPTY_OBJECT),
                 run=_caller(session, offered.name),
+                risk=_risk(offered),
             )
         )
     return tools
+
+
+def _risk(offered: Any) -> str:
+    """A tool the server marks read-only reads; any other may change the world."""
+    hints = offered.annotations
+    return "read" if hints is not None and hints.readOnlyHint else "external"
 
 
 def _caller(session: ClientSession, name: str) -> Any:

@@ -132,7 +132,11 @@ def summary_prompt(summary: str | None, turns: list[Turn]) -> list[dict[str, Any
 
 
 def vector_tools(ctx: NodeContext, node: Node, embed: Embed) -> list[Tool]:
-    settings = VectorMemory.model_validate(node.parameters)
+    return memory_tools(ctx, VectorMemory.model_validate(node.parameters), embed)
+
+
+def memory_tools(ctx: NodeContext, settings: VectorMemory, embed: Embed) -> list[Tool]:
+    """search_<collection>, and remember_<collection> (a write) when writable."""
     store = _store(ctx)
     collection = settings.collection
 
@@ -160,6 +164,7 @@ def vector_tools(ctx: NodeContext, node: Node, embed: Embed) -> list[Tool]:
                 f"Store a fact in the {collection} memory for later runs.",
                 _one_string("text", "The fact, in a sentence or two."),
                 remember,
+                risk="write",
             )
         )
     return tools

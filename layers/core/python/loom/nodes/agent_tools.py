@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from jsonschema import Draft202012Validator, SchemaError
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from loom.errors import InvalidInput, LoomError
 from loom.expressions import ExpressionContext, evaluate
@@ -28,6 +28,7 @@ from loom.sandbox import Limits
 from loom.workflows.definition import Node, NodeType
 
 TOOL_PORT = "tool"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOOL_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
 
@@ -122,6 +123,9 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     run: Call
+    # Its risk class for governed agents (``loom.agents.governance.Risk``): read, write,
+    # external or spend.
+    risk: str = "read"
 
     def definition(self) -> dict[str, Any]:
         return {
@@ -151,13 +155,33 @@ def loom_tool(ctx: NodeContext, node: Node) -> Tool:
             )
         return await _RUNNERS[node.subtype](ctx, node, params, args)
 
-    return Tool(params.name, params.description, params.input_schema, run)
+    return Tool(params.name, params.description, params.input_schema, run, _risk(node, params))
+
+
+def _risk(node: Node, params: Any) -> str:
+    """CODE is sandboxed (no network, no files): read. HTTP reads only with a literal GET,
+    HEAD or OPTIONS. A workflow may do anything: external."""
+    if node.subtype == "CODE":
+        return "read"
+    if node.subtype == "HTTP_REQUEST":
+        method = params.request.get("method", "GET")
+        return "read" if str(method).upper() in READ_METHODS else "external"
+    return "external"
 
 
 async def _http(ctx: NodeContext, node: Node, params: Any, args: dict[str, Any]) -> Any:
     where = f"nodes.{node.id}.parameters.request"
     raw = evaluate(params.request, expression_scope(ctx, args=args), where=where)
-    request = http_request.SPEC.parameters.model_validate(raw)
+    try:
+        request = http_request.SPEC.parameters.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise ToolFailed(
+            f"Tool {params.name} made an invalid request ({problems}).",
+            solution="Fix the tool's request in its definition.",
+        ) from None
     assert http_request.SPEC.execute is not None
     result = await http_request.SPEC.execute(ctx, request, {})
     return result.output

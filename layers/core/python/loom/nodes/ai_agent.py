@@ -1,25 +1,26 @@
 """AI_AGENT.AGENT: a model call through the LLM gateway, with attached tools and memory.
 
 The node sends its system and user prompts (expressions evaluated), lets the model call
-the attached tools for up to ``max_steps`` rounds, and returns the answer: text, or JSON
-validated against a schema with one repair attempt. Tool errors and invalid arguments go
-back to the model as the tool's result, so it can correct itself; a tool result is cut to
-``MAX_TOOL_RESULT_CHARS``. Cost and tokens are the gateway's (it records every call).
+the attached tools (``loom.agents.loop``), and returns the answer: text, or JSON matching
+a schema. Cost and tokens are the gateway's (it records every call).
+
+Bound to a governed agent (``agent_id``), the node runs that agent instead: its spec gives
+the model, instructions and tools, its maturity level governs every tool call (the
+node's attached tools included), and the execution is recorded as one of its episodes.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal
+from dataclasses import replace
+from typing import Annotated, Any
+from uuid import UUID
 
-from jsonschema import Draft202012Validator, SchemaError
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
-from loom.errors import LoomError
-from loom.llm.calls import CallContext, Completion, ToolCall
+from loom.agents.loop import AgentFailed, AgentLoop, first_cause, response_format
+from loom.llm.calls import CallContext, Completion
 from loom.nodes.agent_memory import (
     Conversation,
     open_conversation,
@@ -27,46 +28,42 @@ from loom.nodes.agent_memory import (
     summary_prompt,
     vector_tools,
 )
+from loom.nodes.agent_output import JsonOutput, TextOutput
 from loom.nodes.agent_tools import Tool, loom_tool
-from loom.nodes.base import NodeContext, NodeResult, NodeSpec, ParametersModel, Turn
+from loom.nodes.base import (
+    AgentAnswer,
+    AgentRequest,
+    NodeContext,
+    NodeResult,
+    NodeSpec,
+    ParametersModel,
+    Turn,
+)
 from loom.nodes.registry import register
 from loom.workflows.definition import NodeType
 
-MAX_TOOL_RESULT_CHARS = 16_000
 # The node's own timeout bounds the whole loop; each model call gets less, so the gateway
 # fails clearly first.
 CALL_SHARE_OF_TIMEOUT = 0.8
 
 
-class AgentFailed(LoomError):
-    code = "agent_failed"
-    retryable = False
-
-
-class TextOutput(ParametersModel):
-    type: Literal["text"] = "text"
-
-
-class JsonOutput(ParametersModel):
-    type: Literal["json"]
-    json_schema: dict[str, Any] = Field(description="JSON Schema the answer must match.")
-
-    @field_validator("json_schema")
-    @classmethod
-    def _valid(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            raise ValueError(f"json_schema is not a valid JSON Schema: {exc.message}") from None
-        return schema
-
-
 class AgentParameters(ParametersModel):
-    model: str = Field(
+    agent_id: UUID | None = Field(
+        default=None,
+        description="A governed agent of this workspace: its spec gives the model, "
+        "instructions and tools, its maturity level governs every tool call, and the run "
+        "is recorded as one of its episodes. Unset: the settings below.",
+    )
+    agent_version: int | None = Field(
+        default=None, ge=1, description="Pin the agent's version (default: its live one)."
+    )
+    model: str | None = Field(
+        default=None,
         min_length=3,
         max_length=200,
         description="provider/model as litellm names it (openai/gpt-4o-mini, "
-        "anthropic/claude-3-5-haiku-latest), or local/smollm2-135m-instruct offline.",
+        "anthropic/claude-3-5-haiku-latest), or local/smollm2-135m-instruct offline. "
+        "Required without agent_id.",
     )
     fallbacks: list[str] = Field(default_factory=list, max_length=5)
     credential_id: str | None = Field(
@@ -86,37 +83,18 @@ class AgentParameters(ParametersModel):
         default=None, gt=0, description="What this run may spend on models, all calls."
     )
 
-
-@dataclass
-class _Loop:
-    """What the agent did, for the output and the metadata."""
-
-    steps: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    models: list[str] = field(default_factory=list)
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-
-    def count(self, completion: Completion) -> None:
-        self.steps += 1
-        self.tokens_in += completion.tokens_in
-        self.tokens_out += completion.tokens_out
-        self.cost_usd += completion.cost_usd
-        self.models.append(completion.model)
-        self.warnings += completion.warnings
-        if completion.notice and completion.notice not in self.notices:
-            self.notices.append(completion.notice)
-
-    def usage(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "cost_usd": round(self.cost_usd, 8),
-        }
+    @model_validator(mode="after")
+    def _model_or_agent(self) -> AgentParameters:
+        if self.agent_id is None and self.model is None:
+            raise ValueError("set model, or agent_id to run a governed agent")
+        if self.agent_id is not None:
+            inline = {"model", "fallbacks", "credential_id", "temperature", "max_tokens"}
+            clash = sorted(inline & self.model_fields_set)
+            if clash:
+                raise ValueError(
+                    f"{', '.join(clash)} come from the agent's spec when agent_id is set"
+                )
+        return self
 
 
 class _Agent:
@@ -128,7 +106,6 @@ class _Agent:
         self.ctx = ctx
         self.params = params
         self.llm = ctx.llm
-        self.loop = _Loop()
         self.call = CallContext(
             workspace_id=ctx.workspace_id,
             run_id=ctx.run_id,
@@ -137,6 +114,12 @@ class _Agent:
         )
         self.deadline = (
             time.monotonic() + ctx.timeout_seconds if ctx.timeout_seconds is not None else None
+        )
+        self.loop = AgentLoop(
+            self.complete,
+            who=f"Agent '{ctx.node_id}'",
+            max_steps=params.max_steps,
+            output=params.output,
         )
 
     def _call(self) -> CallContext:
@@ -147,28 +130,20 @@ class _Agent:
         return replace(self.call, deadline_seconds=left * CALL_SHARE_OF_TIMEOUT)
 
     async def complete(
-        self, messages: list[dict[str, Any]], tools: list[Tool] | None, *, json_mode: bool
+        self, messages: list[dict[str, Any]], tools: list[Tool] | None, json_mode: bool
     ) -> Completion:
-        output = self.params.output
-        response_format = None
-        if json_mode and isinstance(output, JsonOutput):
-            response_format = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": output.json_schema},
-            }
-        completion = await self.llm.complete(
+        assert self.params.model is not None
+        return await self.llm.complete(
             self._call(),
             model=self.params.model,
             messages=messages,
             tools=[t.definition() for t in tools] if tools else None,
-            response_format=response_format,
+            response_format=response_format(self.params.output, json_mode),
             temperature=self.params.temperature,
             max_tokens=self.params.max_tokens,
             fallbacks=self.params.fallbacks,
             credential_id=self.params.credential_id,
         )
-        self.loop.count(completion)
-        return completion
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         return await self.llm.embed(self._call(), model=model, inputs=texts)
@@ -177,17 +152,39 @@ class _Agent:
         try:
             async with AsyncExitStack() as stack:
                 tools, conversation = await self._attachments(stack)
-                messages = self._opening(conversation)
-                answer = await self._tool_loop(messages, tools)
-                value = await self._shaped(messages, answer)
+                history = conversation.messages() if conversation is not None else []
+                if self.params.agent_id is not None:
+                    answer = await self._governed(tools, history, stack)
+                    text, result = answer.text, _governed_result(answer, self.params)
+                else:
+                    text, value = await self.loop.answer(self._opening(history), tools)
+                    result = self._result(value)
         except BaseExceptionGroup as group:
             # An open MCP session's task group wraps whatever ends the loop.
-            raise _first_cause(group) from None
+            raise first_cause(group) from None
         if conversation is not None:
-            await record_exchange(
-                self.ctx, conversation, self.params.prompt, answer.text, self._summarize
+            await record_exchange(self.ctx, conversation, self.params.prompt, text, self._summarize)
+        return result
+
+    async def _governed(
+        self, tools: list[Tool], history: list[dict[str, Any]], stack: AsyncExitStack
+    ) -> AgentAnswer:
+        if self.ctx.agents is None:
+            raise AgentFailed(
+                "This engine cannot run governed agents.", solution="Run on `loom up` or AWS."
             )
-        return self._result(value)
+        assert self.params.agent_id is not None
+        output = self.params.output if "output" in self.params.model_fields_set else None
+        request = AgentRequest(
+            agent_id=self.params.agent_id,
+            version=self.params.agent_version,
+            prompt=self.params.prompt,
+            system=self.params.system,
+            history=history,
+            tools=tools,
+            output=output,
+        )
+        return await self.ctx.agents.run_for_node(self.ctx, request, stack)
 
     async def _attachments(self, stack: AsyncExitStack) -> tuple[list[Tool], Conversation | None]:
         tools: list[Tool] = []
@@ -209,162 +206,56 @@ class _Agent:
                 conversation = await open_conversation(self.ctx, node)
             else:
                 tools += vector_tools(self.ctx, node, self.embed)
-        names = [t.name for t in tools]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise AgentFailed(
-                f"Agent '{self.ctx.node_id}' has tools with the same name: "
-                f"{', '.join(duplicates)}.",
-                solution="Rename them, or give MCP tools a prefix.",
-            )
         return tools, conversation
 
-    def _opening(self, conversation: Conversation | None) -> list[dict[str, Any]]:
+    def _opening(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         if self.params.system:
             messages.append({"role": "system", "content": self.params.system})
-        if conversation is not None:
-            messages += conversation.messages()
+        messages += history
         messages.append({"role": "user", "content": self.params.prompt})
         return messages
 
-    async def _tool_loop(self, messages: list[dict[str, Any]], tools: list[Tool]) -> Completion:
-        by_name = {t.name: t for t in tools}
-        json_mode = not tools
-        for _ in range(self.params.max_steps):
-            completion = await self.complete(messages, tools, json_mode=json_mode)
-            if not completion.tool_calls:
-                return completion
-            messages.append(_assistant(completion))
-            for call in completion.tool_calls:
-                result = await self._use(by_name, call)
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
-        raise AgentFailed(
-            f"The agent did not finish within {self.params.max_steps} model calls "
-            f"({len(self.loop.calls)} tool calls).",
-            solution="Raise max_steps, or make the task or the tools simpler.",
-        )
-
-    async def _use(self, tools: dict[str, Tool], call: ToolCall) -> str:
-        record: dict[str, Any] = {"tool": call.name, "arguments": call.arguments}
-        self.loop.calls.append(record)
-        tool = tools.get(call.name)
-        if tool is None:
-            record["error"] = "unknown tool"
-            return _error(f"There is no tool named {call.name}; use one of: {', '.join(tools)}.")
-        if call.invalid_arguments is not None:
-            record["error"] = "arguments were not a JSON object"
-            return _error("The arguments were not a JSON object; call the tool again.")
-        try:
-            value = await tool.run(call.arguments)
-        except LoomError as exc:
-            record["error"] = exc.message
-            return _error(f"{exc.message} {exc.solution}".strip())
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        record["ok"] = True
-        if len(text) > MAX_TOOL_RESULT_CHARS:
-            record["truncated_from"] = len(text)
-            cut = len(text) - MAX_TOOL_RESULT_CHARS
-            text = text[:MAX_TOOL_RESULT_CHARS] + f"\n[... {cut} more characters cut]"
-        return text
-
-    async def _shaped(self, messages: list[dict[str, Any]], answer: Completion) -> Any:
-        output = self.params.output
-        if not isinstance(output, JsonOutput):
-            return answer.text
-        value, problem = _parsed(answer.text, output.json_schema)
-        if problem is None:
-            return value
-        messages.append({"role": "assistant", "content": answer.text})
-        messages.append(
-            {
-                "role": "user",
-                "content": f"That answer is not valid: {problem}. Reply with only a JSON value "
-                f"that matches this JSON Schema: {json.dumps(output.json_schema)}",
-            }
-        )
-        repaired = await self.complete(messages, None, json_mode=True)
-        value, problem = _parsed(repaired.text, output.json_schema)
-        if problem is not None:
-            raise AgentFailed(
-                f"The model's answer did not match the output schema, even after one repair: "
-                f"{problem}.",
-                solution="Simplify the schema, describe it in the prompt, or use a stronger model.",
-            )
-        return value
-
     async def _summarize(self, summary: str | None, turns: list[Turn]) -> str:
-        completion = await self.complete(summary_prompt(summary, turns), None, json_mode=False)
+        completion = await self.loop.call(summary_prompt(summary, turns), None, json_mode=False)
         return completion.text.strip()
 
     def _result(self, value: Any) -> NodeResult:
+        tally = self.loop.tally
         output: dict[str, Any] = {
-            "model": self.loop.models[-1] if self.loop.models else self.params.model,
-            "usage": self.loop.usage(),
-            "tool_calls": self.loop.calls,
+            "model": tally.models[-1] if tally.models else self.params.model,
+            "usage": tally.usage(),
+            "tool_calls": tally.calls,
         }
         output["data" if isinstance(self.params.output, JsonOutput) else "text"] = value
-        metadata: dict[str, Any] = {}
-        if self.loop.warnings:
-            metadata["warnings"] = list(dict.fromkeys(self.loop.warnings))
-        if self.loop.notices:
-            metadata["notices"] = self.loop.notices
-        return NodeResult(output=output, metadata=metadata)
+        return NodeResult(output=output, metadata=_metadata(tally.warnings, tally.notices))
 
 
-def _first_cause(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The first Loom error inside (nested) exception groups, else the group itself."""
-    for inner in group.exceptions:
-        if isinstance(inner, LoomError):
-            return inner
-        if isinstance(inner, BaseExceptionGroup):
-            found = _first_cause(inner)
-            if found is not inner:
-                return found
-    return group
-
-
-def _assistant(completion: Completion) -> dict[str, Any]:
-    return {
-        "role": "assistant",
-        "content": completion.text or None,
-        "tool_calls": [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {
-                    "name": call.name,
-                    "arguments": call.invalid_arguments or json.dumps(call.arguments),
-                },
-            }
-            for call in completion.tool_calls
-        ],
+def _governed_result(answer: AgentAnswer, params: AgentParameters) -> NodeResult:
+    output: dict[str, Any] = {
+        "model": answer.model,
+        "usage": dict(answer.usage),
+        "tool_calls": list(answer.tool_calls),
+        "agent": {
+            "id": str(params.agent_id),
+            "version": answer.agent_version,
+            "maturity": answer.maturity,
+            "episode_id": str(answer.episode_id),
+            "decisions": list(answer.decisions),
+            "recalled": list(answer.recalled),
+        },
     }
+    output["text" if isinstance(answer.value, str) else "data"] = answer.value
+    return NodeResult(output=output, metadata=_metadata(answer.warnings, answer.notices))
 
 
-def _error(message: str) -> str:
-    return json.dumps({"error": message})
-
-
-def _parsed(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
-    try:
-        value = json.loads(_unfenced(text))
-    except json.JSONDecodeError as exc:
-        return None, f"it is not JSON ({exc.msg} at character {exc.pos})"
-    errors = list(Draft202012Validator(schema).iter_errors(value))
-    if errors:
-        where = ".".join(str(p) for p in errors[0].absolute_path) or "the answer"
-        return None, f"{where}: {errors[0].message}"
-    return value, None
-
-
-def _unfenced(text: str) -> str:
-    """Small models wrap JSON in a Markdown fence despite being asked not to."""
-    stripped = text.strip()
-    if stripped.startswith("```"):
-        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
-        stripped = stripped.rsplit("```", 1)[0]
-    return stripped.strip()
+def _metadata(warnings: Any, notices: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    if warnings:
+        metadata["warnings"] = list(dict.fromkeys(warnings))
+    if notices:
+        metadata["notices"] = list(notices)
+    return metadata
 
 
 async def execute(ctx: NodeContext, params: AgentParameters, inputs: Any) -> NodeResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -129,6 +130,48 @@ class AgentMemory(Protocol):
 
 
 @dataclass(frozen=True)
+class AgentRequest:
+    """What an AI_AGENT node bound to a governed agent asks of it. ``tools`` are the
+    node's attached tools (gated like the agent's own); ``history`` its conversation
+    memory; ``output`` replaces the spec's answer shape when the node sets one."""
+
+    agent_id: UUID
+    version: int | None
+    prompt: str
+    system: str = ""
+    history: Sequence[Mapping[str, Any]] = ()
+    tools: Sequence[Any] = ()
+    output: Any = None
+
+
+@dataclass(frozen=True)
+class AgentAnswer:
+    text: str
+    value: Any
+    model: str
+    usage: Mapping[str, Any]
+    tool_calls: Sequence[Mapping[str, Any]]
+    episode_id: UUID
+    agent_version: int
+    maturity: str
+    decisions: Sequence[Mapping[str, Any]] = ()
+    recalled: Sequence[Mapping[str, Any]] = ()
+    warnings: Sequence[str] = ()
+    notices: Sequence[str] = ()
+
+
+class AgentDesk(Protocol):
+    """Where governed agents run: their spec, governance, recall and episodes."""
+
+    async def run_for_node(
+        self, ctx: NodeContext, request: AgentRequest, stack: AsyncExitStack
+    ) -> AgentAnswer:
+        """Run the agent as one episode of this node run; MCP sessions close with
+        ``stack``."""
+        ...
+
+
+@dataclass(frozen=True)
 class NodeContext:
     workspace_id: UUID
     run_id: UUID
@@ -145,6 +188,7 @@ class NodeContext:
     attached: tuple[Node, ...] = ()
     llm: LlmGateway | None = None
     memory: AgentMemory | None = None
+    agents: AgentDesk | None = None
     # The node's own time limit (None: none), for nodes that must finish their calls first.
     timeout_seconds: float | None = None
 

@@ -29,6 +29,7 @@ from loom.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from loom.nodes.registry import get_spec
 from loom.secrets.types import CredentialType
 from loom.secrets.vault import Binding, Vault
+from loom.triggers import mirror
 from loom.triggers.cron import next_fire
 from loom.workflows.definition import Node, NodeType, WorkflowDefinition
 
@@ -128,7 +129,14 @@ def undeploy(db: Database, workspace_id: UUID, workflow_id: UUID) -> Deployment:
 def unbind(conn: Conn, workflow_id: UUID) -> None:
     """Deactivate every trigger and schedule of the workflow (rows, ids and secrets stay)."""
     repo.deactivate_triggers(conn, workflow_id)
+    _mirror(conn, workflow_id)
     repo.set_deployment(conn, workflow_id, state="undeployed", version=None)
+
+
+def _mirror(conn: Conn, workflow_id: UUID) -> None:
+    """Outside schedules (EventBridge Scheduler on AWS) follow the rows just written."""
+    if mirror.MIRROR is not None:
+        mirror.MIRROR.sync(conn, workflow_id)
 
 
 def rebind_if_deployed(conn: Conn, workspace_id: UUID, workflow_id: UUID) -> None:
@@ -242,6 +250,7 @@ def _bind(conn: Conn, workspace_id: UUID, workflow: dict[str, Any], now: datetim
     for _, node in bound:
         _bind_node(conn, workspace_id, workflow_id, node, parsed[node.id], now)
     repo.deactivate_triggers(conn, workflow_id, keep=[node.id for _, node in bound])
+    _mirror(conn, workflow_id)
 
 
 def _parameters(conn: Conn, index: int, node: Node, problems: list[dict[str, str]]) -> Any:

@@ -5,6 +5,10 @@ its workspace's transaction with ``FOR UPDATE SKIP LOCKED`` and the stored fire 
 guard: the scheduler that claims it moves ``next_fire_at`` past now and queues the event in
 the same transaction; any other finds it locked or no longer due. The event's delivery id
 is its fire time, so even a second claim could not start a second run.
+
+Where an outside scheduler fires each schedule at its time (``mirror.MIRROR``,
+EventBridge Scheduler on AWS), deploying keeps its schedules in step and it calls
+``fire_one``.
 """
 
 from __future__ import annotations
@@ -43,12 +47,29 @@ def fire_due(
         due = repo.locate_due_schedules(conn, now, BATCH)
     fired: list[Fired] = []
     for workspace_id, schedule_id in due:
-        claimed = _claim(db, queue, workspace_id, schedule_id, now, grace)
-        if claimed is not None:
-            message, scheduled_for, missed = claimed
-            outcome = deliver(queue, message, intake.handle)
-            fired.append(Fired(schedule_id, scheduled_for, missed, outcome))
+        found = fire_one(db, queue, intake, workspace_id, schedule_id, now=now, grace=grace)
+        if found is not None:
+            fired.append(found)
     return fired
+
+
+def fire_one(
+    db: Database,
+    queue: EventQueue,
+    intake: Intake,
+    workspace_id: UUID,
+    schedule_id: UUID,
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> Fired | None:
+    """Fire one schedule if it is due at ``now`` (an outside scheduler's call for it); None
+    when it is not due, already fired, inactive, or a missed fire its policy skips."""
+    claimed = _claim(db, queue, workspace_id, schedule_id, now, grace)
+    if claimed is None:
+        return None
+    message, scheduled_for, missed = claimed
+    return Fired(schedule_id, scheduled_for, missed, deliver(queue, message, intake.handle))
 
 
 def next_due(db: Database) -> datetime | None:

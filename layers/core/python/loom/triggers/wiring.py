@@ -1,4 +1,5 @@
-"""The intake parts, configured from settings, for the API and ``loom up`` alike."""
+"""The intake parts, configured from settings, for the API, ``loom up`` and the functions
+alike: the queue is the Postgres table, or SQS when ``LOOM_INTAKE_QUEUE_URL`` is set."""
 
 from __future__ import annotations
 
@@ -7,11 +8,20 @@ from loom.db.database import Database
 from loom.engine.dispatch import RunDispatcher
 from loom.secrets.vault import vault_for
 from loom.triggers.intake import Intake
-from loom.triggers.queue import PostgresQueue
+from loom.triggers.queue import EventQueue, PostgresQueue
 from loom.triggers.receive import Receiver
 
 
-def queue_for(settings: Settings, db: Database) -> PostgresQueue:
+def queue_for(settings: Settings, db: Database) -> EventQueue:
+    if settings.intake_queue_url:
+        from loom.runtime.aws.sqs_queue import SqsQueue
+
+        return SqsQueue(
+            db,
+            settings.intake_queue_url,
+            max_attempts=settings.intake_max_attempts,
+            retry_seconds=settings.intake_retry_seconds,
+        )
     return PostgresQueue(
         db,
         max_attempts=settings.intake_max_attempts,

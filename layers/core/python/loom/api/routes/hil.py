@@ -21,8 +21,9 @@ links = APIRouter(prefix="/v1/public/hil", tags=["hil"])
 
 class HilRequestOut(BaseModel):
     id: UUID
-    run_id: UUID
-    node_id: str
+    run_id: UUID | None = Field(description="None for an agent's tool approval asked in chat.")
+    node_id: str | None = None
+    episode_id: UUID | None = Field(default=None, description="For an agent's tool approval.")
     kind: str
     status: str
     request: dict[str, Any]
@@ -42,7 +43,7 @@ class RespondRequest(BaseModel):
 
 class RespondOut(BaseModel):
     id: UUID
-    run_id: UUID
+    run_id: UUID | None
     status: str
 
 
@@ -87,7 +88,9 @@ def handle_respond(
         data=body.data,
         responded_by=principal.user_id,
     )
-    engine.report(principal.workspace_id, answer.run_id, answer.finished)
+    report = answer.node_report()
+    if report is not None:
+        engine.report(principal.workspace_id, *report)
     return RespondOut(id=request_id, run_id=answer.run_id, status=answer.status)
 
 
@@ -115,5 +118,7 @@ def handle_respond_by_link(
 ) -> RespondOut:
     engine = dispatcher(request)
     answer = hil.respond_by_link(db, token, approved=body.approved, data=body.data)
-    engine.report(answer.workspace_id, answer.run_id, answer.finished)
+    report = answer.node_report()
+    if report is not None:
+        engine.report(answer.workspace_id, *report)
     return RespondOut(id=answer.request_id, run_id=answer.run_id, status=answer.status)

@@ -75,6 +75,13 @@ class SettingsRequest(_Request):
     llm_budget: LlmBudget | None = Field(
         default=None, description="The monthly model budget. Omitted: unchanged."
     )
+    agent_policy: dict[str, dict[str, str]] | None = Field(
+        default=None,
+        description="Overrides of the governance policy: maturity level to risk class "
+        "(read, write, external, spend) to verdict (allow, approve, deny). Replaces the "
+        "stored overrides; {} restores the default. Omitted: unchanged.",
+        examples=[{"INTERN": {"write": "allow"}}],
+    )
 
 
 class LlmBudgetOut(BaseModel):
@@ -85,6 +92,9 @@ class LlmBudgetOut(BaseModel):
 class SettingsOut(BaseModel):
     outbound_allowlist: list[str]
     llm_budget: LlmBudgetOut | None = Field(default=None, description="Present when set.")
+    agent_policy: dict[str, dict[str, str]] = Field(
+        description="The governance policy in force: the default with this workspace's overrides."
+    )
 
 
 class WorkspaceOut(BaseModel):
@@ -164,6 +174,7 @@ def handle_put_settings(
         principal,
         outbound_allowlist=body.outbound_allowlist,
         llm_budget=body.llm_budget.model_dump() if body.llm_budget else None,
+        agent_policy=body.agent_policy,
     )
     return SettingsOut(**changed)
 

@@ -42,10 +42,13 @@ def _build(routers: tuple[APIRouter, ...]) -> Handler:
     from loom.api.app import create_app
     from loom.api.routes import public
     from loom.config import get_settings
-    from loom.db import Database, resolve_urls
+    from loom.db import Database
+    from loom.runtime.aws.rds import database_for
+    from loom.runtime.aws.schedules import install as install_schedules
 
     settings = get_settings()
-    database = Database(resolve_urls(settings), min_size=0, max_size=2)
+    database = database_for(settings, max_size=2)
+    install_schedules(settings)
 
     def open_database() -> Database:
         return database.open()

@@ -1,6 +1,8 @@
 """The migrations custom resource: on create and update, apply pending migrations as the
 owner whose credentials are in Secrets Manager (Aurora's generated secret). Migrations are
-recorded with checksums and taken under a lock, so a repeated deploy applies nothing."""
+recorded with checksums and taken under a lock, so a repeated deploy applies nothing.
+On RDS and Aurora it then grants ``rds_iam`` to ``loom_app``, which logs in through the
+proxy with IAM auth tokens."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 from loom.config import get_settings
-from loom.db.migrate import apply_migrations
+from loom.db.migrate import apply_migrations, grant_iam_login
 from loom.errors import ConfigError
 from loom.runtime.aws.clients import client
 
@@ -21,8 +23,10 @@ RESOURCE_ID = "loom-migrations"
 def on_event(event: Mapping[str, Any]) -> dict[str, Any]:
     if event.get("RequestType") == "Delete":
         return {"PhysicalResourceId": RESOURCE_ID}
-    applied = apply_migrations(owner_url())
-    return {"PhysicalResourceId": RESOURCE_ID, "Data": {"Applied": len(applied)}}
+    owner = owner_url()
+    applied = apply_migrations(owner)
+    iam = grant_iam_login(owner)  # loom_app reaches Aurora through the proxy with IAM auth
+    return {"PhysicalResourceId": RESOURCE_ID, "Data": {"Applied": len(applied), "IamLogin": iam}}
 
 
 def owner_url() -> str:

@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 from loom.blobs import BlobStore, blob_store_for
 from loom.config import Settings, get_settings
-from loom.db import Database, resolve_urls
+from loom.db import Database
 from loom.engine.advance import Engine
 from loom.engine.runner import LocalRunner
 from loom.llm.gateway import LlmGateway
+from loom.runtime.aws.rds import database_for
 from loom.secrets.vault import vault_for
 
 T = TypeVar("T")
@@ -35,12 +36,11 @@ class AwsPlatform:
 
 
 def build_platform(settings: Settings) -> AwsPlatform:
-    db = Database(
-        resolve_urls(settings),
-        min_size=0,
-        max_size=settings.pool_max_size,
-        timeout=settings.connect_timeout_seconds,
-    ).open()
+    db = database_for(settings, max_size=settings.pool_max_size).open()
+    if settings.schedule_group:  # this function deploys: CRON triggers get schedules
+        from loom.runtime.aws.schedules import install
+
+        install(settings)
     blobs = blob_store_for(settings)
     engine = Engine(db, blobs, output_threshold=settings.output_threshold_bytes)
     vault = vault_for(settings)

@@ -19,6 +19,7 @@ from loom.db.urls import as_url
 from loom.engine.advance import Advance
 from loom.errors import LoomError
 from loom.runtime.local.engine_thread import EngineThread
+from loom.runtime.local.exams import ExamWorker
 from loom.runtime.local.platform import build_engine
 from loom.runtime.local.triggers import LocalTriggers
 
@@ -63,6 +64,7 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
     _, runner = build_engine(settings, db)
     engine_thread = EngineThread(runner, deadline_sweep_seconds=settings.hil_sweep_seconds)
     triggers = LocalTriggers(settings, db, engine_thread)
+    exams = ExamWorker(settings, db)
     try:
         app = create_app(lambda: db, settings=settings, dispatcher=engine_thread)
         config = uvicorn.Config(
@@ -90,8 +92,10 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
         resumed = engine_thread.start()
         resumed.add_done_callback(_log_resumed)
         triggers.start()
+        exams.start()
         _run_until_stopped(server)
     finally:
+        exams.stop()
         triggers.stop()
         engine_thread.stop()
         db.close()

@@ -1,0 +1,1 @@
+"""Evaluation sets: English descriptions with the structure a good answer has."""
