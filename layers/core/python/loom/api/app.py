@@ -30,7 +30,6 @@ from loom.api.routes import (
 from loom.config import Settings, get_settings
 from loom.db import Database
 from loom.engine.dispatch import RunDispatcher
-from loom.llm._litellm import warm_in_background
 
 ALL_ROUTERS: tuple[APIRouter, ...] = (
     public.router,
@@ -55,9 +54,6 @@ ALL_ROUTERS: tuple[APIRouter, ...] = (
     builder.explain_router,
 )
 
-# Routers whose requests need litellm (agents check model names and call models).
-MODEL_ROUTERS: tuple[APIRouter, ...] = (agents.router, builder.router)
-
 
 def create_app(
     db_factory: Callable[[], Database],
@@ -76,8 +72,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.shutting_down = False
         app.state.db = db_factory()
-        if any(router in MODEL_ROUTERS for router in routers):
-            warm_in_background()
         try:
             yield
         finally:

@@ -63,15 +63,10 @@ class LocalRunner:
         self._global: asyncio.Semaphore | None = None
         self._tasks: dict[UUID, set[asyncio.Task[Finished]]] = {}
 
-    async def _advance(
+    def _advance(
         self, workspace_id: UUID, run_id: UUID, finished: list[Finished] | None = None, **kw: Any
     ) -> Advance:
-        """One advance on a worker thread: its database round trip must not stall the
-        event loop that runs every other run's nodes (two advances of one run at once are
-        safe: the engine's guarded save makes the later one plan again)."""
-        result = await asyncio.to_thread(
-            self.engine.advance, workspace_id, run_id, finished or (), **kw
-        )
+        result = self.engine.advance(workspace_id, run_id, finished or (), **kw)
         if self.on_advance is not None:
             self.on_advance(result)
         return result
@@ -91,7 +86,7 @@ class LocalRunner:
         per_run = asyncio.Semaphore(self.per_run_limit)
         in_flight: set[asyncio.Task[Finished]] = self._tasks.setdefault(run_id, set())
         try:
-            state = await self._advance(workspace_id, run_id, finished, recover=recover)
+            state = self._advance(workspace_id, run_id, finished, recover=recover)
             while True:
                 for item in state.ready:
                     job = self._run(item, state.invocations[item.node_id], per_run)
@@ -101,14 +96,14 @@ class LocalRunner:
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 in_flight.difference_update(done)
                 results = [task.result() for task in done if not task.cancelled()]
-                state = await self._advance(workspace_id, run_id, results)
+                state = self._advance(workspace_id, run_id, results)
         finally:
             for task in in_flight:
                 task.cancel()
             self._tasks.pop(run_id, None)
 
     async def cancel(self, workspace_id: UUID, run_id: UUID, reason: str = "Cancelled.") -> Advance:
-        state = await self._advance(workspace_id, run_id, cancel=reason)
+        state = self._advance(workspace_id, run_id, cancel=reason)
         for task in list(self._tasks.get(run_id, ())):
             task.cancel()
         return state

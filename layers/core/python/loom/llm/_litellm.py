@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 from functools import cache
 from typing import Any
 
@@ -37,10 +36,3 @@ async def loaded() -> Any:
     if litellm.cache_info().currsize:
         return litellm()
     return await asyncio.to_thread(litellm)
-
-
-def warm_in_background() -> None:
-    """Start importing litellm on a daemon thread, so the first request that needs it (an
-    agent's save checks its model names) does not wait the whole import."""
-    if not litellm.cache_info().currsize:
-        threading.Thread(target=litellm, name="litellm-import", daemon=True).start()
