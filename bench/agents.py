@@ -19,7 +19,6 @@ Everything stays on 127.0.0.1. Run: ``.venv/bin/python bench/agents.py``.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import re
 import statistics
@@ -27,9 +26,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +48,7 @@ from loom.engine.services import ServicesCache  # noqa: E402
 from loom.llm.calls import ToolCall  # noqa: E402
 from loom.llm.gateway import LlmGateway  # noqa: E402
 from loom.nodes.agent_tools import Tool  # noqa: E402
-from tests.utils.fake_llm import chat, fake_llm  # noqa: E402
+from tests.utils.fake_llm import fake_llm_process  # noqa: E402
 from tests.utils.pg import start_test_cluster  # noqa: E402
 
 GATE_CALLS = 100_000
@@ -234,30 +230,6 @@ def recall_figures(db: Database) -> bool:
 # -- exams -----------------------------------------------------------------------------------
 
 
-def _serve_until_told(conn: Connection) -> None:
-    with fake_llm() as fake:
-        fake.always("gpt-4o-mini", chat("It is urgent.", tokens_in=30, tokens_out=4))
-        conn.send(fake.api_base)
-        conn.recv()
-
-
-@contextmanager
-def _fake_provider() -> Iterator[str]:
-    """The scripted provider in a child process (so it does not share the GIL with the
-    exam being measured); yields its api_base."""
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_serve_until_told, args=(child,))
-    process.start()
-    try:
-        if not parent.poll(60):
-            raise RuntimeError("The fake provider did not start within 60 s.")
-        yield parent.recv()
-    finally:
-        parent.send("stop")
-        process.join(timeout=10)
-
-
 def exam_figures(db: Database, api_base: str) -> bool:
     settings = Settings.model_validate(
         {
@@ -307,7 +279,10 @@ def exam_figures(db: Database, api_base: str) -> bool:
 def main() -> int:
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}\n")
     ok = governance_figures()
-    with tempfile.TemporaryDirectory() as tmp, _fake_provider() as api_base:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fake_llm_process("It is urgent.", tokens_in=30, tokens_out=4) as api_base,
+    ):
         cluster = start_test_cluster(Path(tmp) / "pg")
         apply_migrations(cluster.urls.owner)
         with Database(cluster.urls, min_size=2, max_size=8) as db:

@@ -2,7 +2,7 @@
 on GET /v1/runs/{id}, POST /v1/workflows/{id}/runs, and a bare FastAPI hello endpoint in
 the same run (separate server processes; the load comes from a third). Targets: starting
 runs at >= 40% of the hello throughput, p99 <= 50 ms. Then the cold import time of every
-functions/api module beside a bare `import fastapi`, and whether any imports litellm.
+functions/api module, above a bare `import fastapi`, and whether any imports litellm.
 
 usage: python bench/api.py [--seconds 20] [--clients 50]
 """
@@ -27,6 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cold_imports import entry_points, print_figures  # noqa: E402
 from tests.utils.procs import free_port  # noqa: E402
 
 HELLO_APP = """
@@ -43,13 +44,15 @@ def _server(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _wait(url: str, timeout: float = 120) -> None:
+    """Until ``url`` answers (and, for Loom's health, its engine process is ready)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            httpx.get(url, timeout=1)
-            return
+            if httpx.get(url, timeout=1).json().get("engine") in (None, "ok"):
+                return
         except httpx.TransportError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
 
 
@@ -102,28 +105,9 @@ def _report(label: str, result: tuple[list[float], int, int], seconds: float) ->
 
 
 def _import_times() -> None:
-    baseline = _import_seconds("import fastapi")
-    print(f"\n{'cold import':<34}{'seconds':>8}   (bare `import fastapi`: {baseline:.2f} s)")
-    for path in sorted((ROOT / "functions" / "api").glob("*.py")):
-        if path.name == "__init__.py":
-            continue
-        module = f"functions.api.{path.stem}"
-        code = f"import {module}, sys; print('litellm' in sys.modules)"
-        started = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        elapsed = time.perf_counter() - started
-        print(
-            f"{module:<34}{elapsed:>8.2f}   {elapsed / baseline:4.1f}x fastapi"
-            f"   litellm imported: {out}"
-        )
-
-
-def _import_seconds(code: str) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    return time.perf_counter() - started
+    """Cold import of every functions/api module: absolute, above a bare `import fastapi`,
+    and whether litellm came with it (see bench/cold_imports.py)."""
+    print_figures(entry_points("api"))
 
 
 def main() -> None:

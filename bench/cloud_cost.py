@@ -6,9 +6,9 @@ Postgres; see ``tests/utils/aws_engine.py``) and prints, from the execution hist
 state transitions per example and per task node (target: at most 4), the cost per 1,000
 runs at Standard pricing ($0.025 per 1,000 transitions) and a Lambda estimate. Then the
 synth time of the CDK app and the cold import time of every ``functions/`` entry point in
-a fresh interpreter (target: at most 400 ms for functions that do not call models; it
-depends on the machine, so a miss is marked, not fatal). Exits 1 when the synth fails or
-a task node costs more transitions than the target.
+a fresh interpreter, above its floor (``bench/cold_imports.py``; target: at most 400 ms for
+functions that do not call models; it depends on the machine, so a miss is marked, not
+fatal). Exits 1 when the synth fails or a task node costs more transitions than the target.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cold_imports import entry_points, print_figures  # noqa: E402
 from loom.db import Database, apply_migrations  # noqa: E402
 from loom.engine.service import start_run  # noqa: E402
 from loom.runtime.aws.dispatcher import StepFunctionsDispatcher  # noqa: E402
@@ -44,8 +45,6 @@ LAMBDA_SECONDS = 0.15
 TRANSITIONS_TARGET = 4.0
 # Every run enters "What next?" first, and ends with Advance, "What next?", "Run finished".
 RUN_OVERHEAD = 4
-IMPORT_TARGET_MS = 400.0
-MODEL_CALLERS = {"functions/nodes/ai_agent.py"}
 
 EXAMPLES: dict[str, Any] = {
     "transform": {"customer": {"name": "Ada"}, "lines": [{"price": 2, "qty": 3}]},
@@ -116,24 +115,10 @@ def synth_figure() -> bool:
     return result.returncode == 0
 
 
-def _import_ms(module: str) -> float:
-    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    found = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    return float(found.stdout.strip()) * 1000
-
-
 def cold_import_figures() -> None:
-    print(f"{'entry point':<40}{'cold import ms':>16}")
-    for path in sorted((ROOT / "functions").rglob("*.py")):
-        if path.name == "__init__.py":
-            continue
-        relative = path.relative_to(ROOT).as_posix()
-        module = relative.removesuffix(".py").replace("/", ".")
-        took = min(_import_ms(module) for _ in range(2))
-        target = relative in MODEL_CALLERS or took <= IMPORT_TARGET_MS
-        print(f"{relative:<40}{took:>16.0f}{'' if target else '  over target'}")
+    """Every functions/ entry point: cold import, above its floor, litellm (see
+    bench/cold_imports.py)."""
+    print_figures(entry_points())
 
 
 def main() -> int:

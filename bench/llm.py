@@ -16,7 +16,6 @@ Each figure is a section in ``SECTIONS``; more (the local model's) go there too.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -24,9 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from multiprocessing.connection import Connection
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +41,7 @@ from loom.llm.calls import CallContext  # noqa: E402
 from loom.llm.gateway import LlmGateway  # noqa: E402
 from loom.llm.targets import Target  # noqa: E402
 from loom.llm.usage import record_usage  # noqa: E402
-from tests.utils.fake_llm import chat, fake_llm  # noqa: E402
+from tests.utils.fake_llm import fake_llm_process  # noqa: E402
 from tests.utils.pg import start_test_cluster  # noqa: E402
 
 CALLS = 300
@@ -53,30 +50,6 @@ WARMUP = 20
 OVERHEAD_TARGET_MS = 5.0
 MODEL = "openai/gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "Classify this ticket: the printer is on fire."}]
-
-
-def _serve_until_told(conn: Connection) -> None:
-    with fake_llm() as fake:
-        fake.always("gpt-4o-mini", chat("urgent", tokens_in=20, tokens_out=2))
-        conn.send(fake.api_base)
-        conn.recv()
-
-
-@contextmanager
-def _fake_provider() -> Iterator[str]:
-    """The scripted provider in a child process (so it does not share the GIL with the
-    client being measured); yields its api_base."""
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_serve_until_told, args=(child,))
-    process.start()
-    try:
-        if not parent.poll(60):
-            raise RuntimeError("The fake provider did not start within 60 s.")
-        yield parent.recv()
-    finally:
-        parent.send("stop")
-        process.join(timeout=10)
 
 
 async def _race(
@@ -173,7 +146,10 @@ async def _overhead(db: Database, api_base: str) -> None:
 
 
 def gateway_figures() -> bool:
-    with tempfile.TemporaryDirectory() as tmp, _fake_provider() as api_base:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fake_llm_process("urgent", tokens_in=20, tokens_out=2) as api_base,
+    ):
         cluster = start_test_cluster(Path(tmp) / "pg")
         apply_migrations(cluster.urls.owner)
         with Database(cluster.urls, min_size=2, max_size=4) as db:

@@ -50,10 +50,11 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 120)
         if proc.poll() is not None:
             raise RuntimeError("loom up exited during start-up")
         try:
-            httpx.get(url, timeout=1)
-            return
+            if httpx.get(url, timeout=1).json().get("engine") == "ok":
+                return
         except httpx.TransportError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
 
 

@@ -2,6 +2,6 @@
 ``{"limit": n}`` moves fewer)."""
 
 from loom.runtime.aws.entry import entry_point
-from loom.runtime.aws.intake import redrive
+from loom.runtime.aws.redrive import redrive
 
 handler = entry_point("redrive", redrive, correlation_id_path="")

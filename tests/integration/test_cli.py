@@ -5,7 +5,10 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
+
+import httpx
 
 from tests.utils.pg import PgCluster
 from tests.utils.procs import LOOM, cli_env, free_port, run_cli, wait_healthy
@@ -20,6 +23,19 @@ def _assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: s
         assert needle in lines[0], lines[0]
 
 
+def _spawned_children(pid: int) -> list[int]:
+    """Child processes started by multiprocessing's spawn (the engine process)."""
+    found = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [c for c in found if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _wait_until_engine_ok(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(url, timeout=5).json()["engine"] != "ok":
+        assert time.monotonic() < deadline, "the engine process did not become ready"
+        time.sleep(0.1)
+
+
 def test_up_serves_health_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -29,16 +45,22 @@ def test_up_serves_health_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    engines: list[int] = []
     try:
         response = wait_healthy(f"http://127.0.0.1:{port}/v1/public/health", proc)
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == "ok" and body["database"] == "ok"
         assert body["version"]
+        assert body["engine"] in ("starting", "ok")
+        _wait_until_engine_ok(f"http://127.0.0.1:{port}/v1/public/health")
+        engines = _spawned_children(proc.pid)
+        assert len(engines) == 1, "the engine runs in a process of its own"
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in engines), "engine process left"
     assert f"http://127.0.0.1:{port}" in out
     assert "Loom stopped." in out
     assert (tmp_path / ".loom" / "pg" / "PG_VERSION").exists(), "data kept for the next run"

@@ -16,11 +16,13 @@ names the model, so an unscripted call fails loudly.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import httpx
@@ -293,3 +295,27 @@ def provider_key(client: httpx.Client, session: Session, fake: FakeLlm, key: str
     scripted provider; its id."""
     data = {"provider": "openai", "api_key": key, "api_base": fake.api_base}
     return create_credential(client, session, "llm_api_key", data)
+
+
+def _serve_until_told(conn: Connection, text: str, tokens_in: int, tokens_out: int) -> None:
+    with fake_llm() as fake:
+        fake.always("gpt-4o-mini", chat(text, tokens_in=tokens_in, tokens_out=tokens_out))
+        conn.send(fake.api_base)
+        conn.recv()
+
+
+@contextmanager
+def fake_llm_process(text: str, *, tokens_in: int, tokens_out: int) -> Iterator[str]:
+    """The scripted provider in a child process, always answering ``gpt-4o-mini`` with
+    ``text`` (benchmarks: it does not share the GIL with what is measured); its api_base."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_serve_until_told, args=(child, text, tokens_in, tokens_out))
+    process.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("The fake provider did not start within 60 s.")
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        process.join(timeout=10)

@@ -18,8 +18,9 @@ from loom.errors import ConfigError
 
 
 class _Base(BaseSettings):
+    # The mixins are types, never instantiated: only ``Settings`` builds its validator.
     model_config = SettingsConfigDict(
-        env_prefix="LOOM_", extra="ignore", populate_by_name=True, frozen=True
+        env_prefix="LOOM_", extra="ignore", populate_by_name=True, frozen=True, defer_build=True
     )
 
 
@@ -80,6 +81,14 @@ class EngineSettings(_Base):
         gt=0,
         le=300,
         description="How often the local engine times out overdue human-in-the-loop requests.",
+    )
+    engine_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness added to `loom up`'s engine process, so requests "
+        "are answered first when the machine is busy and runs catch up when it is not. "
+        "0 shares the CPU evenly.",
     )
 
 
@@ -499,6 +508,9 @@ class Settings(
     AwsSettings,
 ):
     """Everything, for processes that run the whole platform (``loom up``, the CLI, tests)."""
+
+    # Every process validates it at its start: build its validator now, not in the first call.
+    model_config = SettingsConfigDict(defer_build=False)
 
     @property
     def base_url(self) -> str:

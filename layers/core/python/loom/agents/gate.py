@@ -10,7 +10,6 @@ decision is kept for the episode and its audit log.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from loom.agents.governance import Decision, Maturity, Policy, Risk, Verdict
 from loom.agents.loop import Emit
 from loom.db import Database
 from loom.db import hil as hil_repo
+from loom.engine.hil import link_token_hash
 from loom.llm.calls import ToolCall
 from loom.nodes.agent_tools import Tool
 
@@ -107,7 +107,7 @@ class GovernanceGate:
                 run_id=self.run_id,
                 request=request,
                 expires_at=expires_at,
-                link_token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                link_token_hash=link_token_hash(token),
             )
 
     async def _settled(self, request_id: UUID, until: float) -> dict[str, Any] | None:

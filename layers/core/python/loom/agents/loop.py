@@ -72,7 +72,7 @@ class Tally:
         }
 
 
-async def _quiet(kind: str, data: dict[str, Any]) -> None:
+async def quiet(kind: str, data: dict[str, Any]) -> None:
     return None
 
 
@@ -85,7 +85,7 @@ class AgentLoop:
         max_steps: int,
         output: TextOutput | JsonOutput,
         gate: Gate | None = None,
-        emit: Emit = _quiet,
+        emit: Emit = quiet,
         budget_usd: float | None = None,
     ) -> None:
         """``complete(messages, tools, json_mode)`` makes one model call; ``who`` names the

@@ -3,8 +3,6 @@ that the spec names only what exists (models, workflows, agents, credentials).""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from loom.db.database import Conn
 from loom.errors import Conflict, NotFound, ValidationFailed
 from loom.llm.errors import LlmModelUnknown
 from loom.llm.targets import check_chat_model
+from loom.workflows.service import checksum
 
 
 @dataclass(frozen=True)
@@ -36,10 +35,6 @@ class Agent:
     version: int
     maturity: Maturity
     spec: AgentSpec
-
-
-def checksum(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def create_agent(

@@ -20,7 +20,7 @@ from uuid import UUID
 from loom.agents import recall as recall_mod
 from loom.agents.gate import GovernanceGate
 from loom.agents.governance import Policy, Risk
-from loom.agents.loop import AgentFailed, AgentLoop, Emit, response_format
+from loom.agents.loop import AgentFailed, AgentLoop, Emit, quiet, response_format
 from loom.agents.registry import Agent, load_in
 from loom.agents.spec import (
     CodeAgentTool,
@@ -52,10 +52,6 @@ _DELEGATE_SCHEMA = {
     "properties": {"message": {"type": "string", "maxLength": 20_000}},
     "required": ["message"],
 }
-
-
-async def _quiet(kind: str, data: dict[str, Any]) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -145,7 +141,7 @@ class AgentRuntime:
         ctx: NodeContext,
         execution: Execution,
         stack: AsyncExitStack,
-        emit: Emit = _quiet,
+        emit: Emit = quiet,
     ) -> AgentAnswer:
         agent = execution.agent
         started = time.monotonic()

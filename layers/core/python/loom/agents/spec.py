@@ -19,12 +19,12 @@ from loom.agents.governance import Maturity, Risk
 from loom.nodes.agent_memory import DEFAULT_EMBEDDING_MODEL, VectorMemory
 from loom.nodes.agent_output import JsonOutput, TextOutput
 from loom.nodes.agent_tools import (
-    READ_METHODS,
     TOOL_NAME,
     CodeTool,
     HttpTool,
     McpTool,
     WorkflowTool,
+    risk_of,
 )
 
 
@@ -218,16 +218,12 @@ def tool_label(tool: Any) -> str:
 
 
 def tool_risk(tool: Any, *, writes: bool = False) -> Risk:
-    """The tool's own risk class (before a spec raises it). An HTTP tool that reads (GET,
-    HEAD, OPTIONS, written literally) is read; one whose method is an expression could be
-    anything, so it is external. ``writes``: the remember half of a vector memory."""
-    if isinstance(tool, HttpAgentTool):
-        method = str(tool.request.get("method", "GET")).upper()
-        return Risk.READ if method in READ_METHODS else Risk.EXTERNAL
-    if isinstance(tool, CodeAgentTool):
-        return Risk.READ  # sandboxed: no network, no files, no Loom state
-    if isinstance(tool, WorkflowAgentTool | McpAgentTool):
-        return Risk.EXTERNAL  # what it runs may do anything
+    """The tool's own risk class (before a spec raises it), by the rule TOOL nodes follow
+    (``agent_tools.risk_of``). ``writes``: the remember half of a vector memory."""
+    if isinstance(tool, HttpAgentTool | CodeAgentTool | WorkflowAgentTool):
+        return Risk(risk_of(tool))
+    if isinstance(tool, McpAgentTool):
+        return Risk.EXTERNAL  # per server tool, read-only hints are known only when it runs
     if isinstance(tool, DelegateTool):
         return Risk.SPEND
     return Risk.WRITE if writes else Risk.READ

@@ -1,58 +1,33 @@
-"""App factory: the whole API locally, or one router group per Lambda function on AWS."""
+"""App factory: the whole API locally, or one router group per Lambda function on AWS.
+
+Building an app imports no route module: the caller's routers, or ``loom.api.routers``
+when it names none."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
 from loom import __version__
 from loom.api.errors import install_error_handlers
 from loom.api.middleware import install_middleware
-from loom.api.routes import (
-    agent_chat,
-    agent_exams,
-    agents,
-    api_keys,
-    auth,
-    builder,
-    credentials,
-    hil,
-    mcp,
-    nodes,
-    public,
-    runs,
-    triggers,
-    workflows,
-    workspaces,
-)
 from loom.config import Settings, get_settings
 from loom.db import Database
-from loom.engine.dispatch import RunDispatcher
 
-ALL_ROUTERS: tuple[APIRouter, ...] = (
-    public.router,
-    workflows.router,
-    runs.router,
-    nodes.router,
-    auth.router,
-    workspaces.router,
-    api_keys.router,
-    credentials.router,
-    hil.router,
-    hil.links,
-    triggers.router,
-    triggers.hooks,
-    mcp.router,
-    agents.router,
-    agents.episode_router,
-    agent_chat.router,
-    agent_chat.threads,
-    agent_exams.router,
-    builder.router,
-    builder.explain_router,
-)
+if TYPE_CHECKING:
+    from loom.engine.dispatch import RunDispatcher
+
+
+def __getattr__(name: str) -> tuple[APIRouter, ...]:
+    """``ALL_ROUTERS``, still importable from here (it lives in ``loom.api.routers``)."""
+    if name == "ALL_ROUTERS":
+        from loom.api.routers import ALL_ROUTERS
+
+        return ALL_ROUTERS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def create_app(
@@ -60,9 +35,9 @@ def create_app(
     *,
     settings: Settings | None = None,
     dispatcher: RunDispatcher | None = None,
-    routers: Sequence[APIRouter] = ALL_ROUTERS,
+    routers: Sequence[APIRouter] | None = None,
 ) -> FastAPI:
-    """Build an app holding ``routers``.
+    """Build an app holding ``routers`` (default: the whole API, ``loom.api.routers``).
 
     ``db_factory`` is called once at start-up; whoever made the database closes it (``loom
     up`` shares it with the engine, a Lambda keeps it for the life of the container).
@@ -81,6 +56,12 @@ def create_app(
     app.state.settings = settings or get_settings()
     app.state.dispatcher = dispatcher
     install_error_handlers(app)
+    if routers is None:
+        # The whole API (``loom up``, tests) imports every route module; a Lambda function
+        # passes its own routers and must not import the others (agents, builder, MCP...).
+        from loom.api.routers import ALL_ROUTERS
+
+        routers = ALL_ROUTERS
     for router in routers:
         app.include_router(router)
     install_middleware(app, app.state.settings)

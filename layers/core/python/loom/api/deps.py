@@ -1,4 +1,5 @@
-"""Dependencies shared by the routers: the database, the settings, and the caller.
+"""Dependencies shared by the routers: the database, the settings, the caller, and the
+engine runs are handed to.
 
 The ones that do no I/O are ``async`` so FastAPI calls them inline instead of sending
 each to the thread pool; authentication queries the database and stays synchronous."""
@@ -6,14 +7,17 @@ each to the thread pool; authentication queries the database and stays synchrono
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 
 from loom.auth.principal import Principal, Role
 from loom.config import Settings
 from loom.db import Database
-from loom.errors import DatabaseUnavailable
+from loom.errors import DatabaseUnavailable, NotImplementedYet
+
+if TYPE_CHECKING:
+    from loom.engine.dispatch import RunDispatcher
 
 
 async def get_db(request: Request) -> Database:
@@ -51,3 +55,14 @@ def allow(role: Role, scope: str) -> Any:
 
     checker: Callable[[Principal], Awaitable[Principal]] = check
     return Depends(checker)
+
+
+def dispatcher(request: Request) -> RunDispatcher:
+    """The engine this API hands runs to (see ``loom.engine.dispatch``)."""
+    found: RunDispatcher | None = getattr(request.app.state, "dispatcher", None)
+    if found is None:
+        raise NotImplementedYet(
+            "This API has no engine to run workflows.",
+            solution="Run `loom up`, which hosts the local engine.",
+        )
+    return found

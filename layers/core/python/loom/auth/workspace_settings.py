@@ -16,7 +16,6 @@ from loom.auth.service import require_user
 from loom.db import Database
 from loom.errors import ValidationFailed
 from loom.net.errors import OutboundError
-from loom.net.policy import parse_allowlist_entry
 
 MAX_ALLOWLIST_ENTRIES = 100
 
@@ -79,6 +78,9 @@ def _normalised(entries: Sequence[str]) -> list[str]:
             f"The allowlist has {len(entries)} entries; at most {MAX_ALLOWLIST_ENTRIES}.",
             solution="Allow fewer hosts; allow a host without a port to admit all its ports.",
         )
+    # Only a changed allowlist is parsed, with httpx's URL rules: not imported with the API.
+    from loom.net.policy import parse_allowlist_entry
+
     problems: list[dict[str, str]] = []
     normalised: list[str] = []
     for index, entry in enumerate(entries):

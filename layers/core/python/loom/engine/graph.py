@@ -17,7 +17,7 @@ from loom.errors import LoomError
 from loom.nodes.base import NodeSpec
 from loom.nodes.registry import get_spec
 from loom.workflows.definition import ATTACHMENT_TYPES, Edge, Node, WorkflowDefinition
-from loom.workflows.service import load_definition
+from loom.workflows.versions import load_definition
 
 
 class UnknownNodeType(LoomError):

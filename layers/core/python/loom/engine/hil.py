@@ -12,8 +12,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from jsonschema import Draft202012Validator
-
 from loom.db import Database
 from loom.db import hil as repo
 from loom.engine.run_state import Finished
@@ -198,6 +196,10 @@ def _response(
 
 def check_form_answer(form: dict[str, Any], data: Any) -> None:
     """``data`` against the request's form (a JSON Schema); every problem is listed."""
+    # Only answers to forms need jsonschema; the runner and the timeout function, which
+    # import this module too, never check one.
+    from jsonschema import Draft202012Validator
+
     errors = sorted(Draft202012Validator(form).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         raise ValidationFailed(

@@ -16,16 +16,23 @@ import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from loom.engine.graph import Graph
 from loom.engine.states import NodeStatus, RunStatus
 from loom.errors import LoomError
-from loom.expressions import ExpressionContext, ExpressionError, evaluate
 from loom.nodes.base import combined_input
 from loom.nodes.flow_wait import WaitParameters
 from loom.workflows.definition import ERROR_PORT, MAIN_PORT, Edge, RetryPolicy
+
+if TYPE_CHECKING:
+    from loom.expressions import ExpressionError
+
+# loom.expressions (jsonata) is imported where an edge condition or a wait is evaluated.
+# The functions that plan runs load it with loom.engine.invoke; the many that only read
+# reports and states from here (the API, the triggers, the human-wait functions, through
+# loom.engine.dispatch) never evaluate anything.
 
 DEFAULT_RETRY = RetryPolicy(max_attempts=1)
 Outcome = Literal["completed", "failed", "suspended"]
@@ -366,6 +373,8 @@ class RunState:
             return "inactive"
         if edge.condition is None:
             return "active"
+        from loom.expressions import ExpressionContext, ExpressionError, evaluate  # see above
+
         scope = ExpressionContext(
             input=self.input,
             nodes=self.outputs(self.graph.ancestors[edge.target]),
@@ -423,6 +432,8 @@ class RunState:
         )
 
     def _start_wait(self, node: NodeState, now: datetime) -> ReadyItem | None:
+        from loom.expressions import ExpressionContext, ExpressionError, evaluate  # see above
+
         raw = self.graph.nodes[node.node_id].parameters
         scope = ExpressionContext(
             input=self.input,

@@ -143,9 +143,22 @@ class LocalRunner:
         with self.engine.db.system() as conn:
             active = repo.locate_active_runs(conn, "local")
         log.info("resuming %d active run(s)", len(active))
-        return list(
-            await asyncio.gather(*(self.drive(ws, run, recover=True) for ws, run in active))
+        resumed = await asyncio.gather(
+            *(self.drive_once(ws, run, recover=True) for ws, run in active)
         )
+        return [state for state in resumed if state is not None]
+
+    async def drive_once(
+        self, workspace_id: UUID, run_id: UUID, *, recover: bool = False
+    ) -> Advance | None:
+        """``drive``, unless this runner drives the run already: None then. A resume that
+        races a new run's hand-over would otherwise take the node that run is executing
+        for an interrupted one and execute it again. ``drive`` registers the run before
+        its first await, so the check cannot race on the loop."""
+        if run_id in self._tasks:
+            log.debug("run %s is being driven already", run_id)
+            return None
+        return await self.drive(workspace_id, run_id, recover=recover)
 
     async def _run(
         self, item: ReadyItem, invocation: Invocation, per_run: asyncio.Semaphore

@@ -17,7 +17,7 @@ from loom.engine.graph import Graph, graph_for
 from loom.engine.states import NodeStatus, RunStatus
 from loom.engine.values import find_nul
 from loom.errors import Conflict, InvalidInput, NotFound
-from loom.workflows.service import live_version
+from loom.workflows.versions import live_version
 
 MAX_INPUT_BYTES = 5 * 1024 * 1024
 

@@ -155,15 +155,17 @@ def loom_tool(ctx: NodeContext, node: Node) -> Tool:
             )
         return await _RUNNERS[node.subtype](ctx, node, params, args)
 
-    return Tool(params.name, params.description, params.input_schema, run, _risk(node, params))
+    return Tool(params.name, params.description, params.input_schema, run, risk_of(params))
 
 
-def _risk(node: Node, params: Any) -> str:
-    """CODE is sandboxed (no network, no files): read. HTTP reads only with a literal GET,
-    HEAD or OPTIONS. A workflow may do anything: external."""
-    if node.subtype == "CODE":
+def risk_of(params: Any) -> str:
+    """The risk class of an HTTP_REQUEST, CODE or WORKFLOW tool's parameters. CODE is
+    sandboxed (no network, no files, no Loom state): read. HTTP reads only with a literal
+    GET, HEAD or OPTIONS (a method given by an expression could be anything). A workflow
+    may do anything: external."""
+    if isinstance(params, CodeTool):
         return "read"
-    if node.subtype == "HTTP_REQUEST":
+    if isinstance(params, HttpTool):
         method = params.request.get("method", "GET")
         return "read" if str(method).upper() in READ_METHODS else "external"
     return "external"

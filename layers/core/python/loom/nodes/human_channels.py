@@ -3,11 +3,15 @@ a Slack message or an email, each carrying the request's one-time respond link.
 
 Every delivery goes through the outbound choke point (``loom.net``) under the workspace's
 allowlist. A failed delivery raises: the node then withdraws the request and fails.
+
+This module holds the channels and what they carry; the senders, with the HTTP and SMTP
+clients they need, are ``loom.nodes.human_delivery``, imported when a request goes out of
+the app. A request answered in the app needs none of them, nor does a function that only
+plans human waits (advance), which loads this node's spec for its parameters.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,16 +21,7 @@ from uuid import UUID
 from pydantic import Field
 
 from loom.errors import LoomError
-from loom.integrations.slack import post_message
-from loom.integrations.smtp import send_email
-from loom.net import OutboundClient
 from loom.nodes.base import NodeContext, NodeServices, ParametersModel
-from loom.nodes.external_common import checked_base_url, credential_of
-from loom.secrets.types import SlackBot, Smtp, WebhookSecret
-from loom.signing import HEADER, sign
-
-WEBHOOK_TIMEOUT_SECONDS = 30.0
-WEBHOOK_MAX_REPLY_BYTES = 64 * 1024
 
 
 class InAppChannel(ParametersModel):
@@ -110,58 +105,15 @@ class Notice:
 
 
 async def notify(ctx: NodeContext, channels: Sequence[Channel], notice: Notice) -> None:
+    if all(isinstance(channel, InAppChannel) for channel in channels):
+        return
+    services = _services(ctx)
+    # Deferred: only requests that leave the app need the HTTP and SMTP clients (see above).
+    from loom.nodes.human_delivery import deliver
+
     for channel in channels:
-        if isinstance(channel, InAppChannel):
-            continue
-        services = _services(ctx)
-        if isinstance(channel, WebhookChannel):
-            await _webhook(ctx, services, channel, notice)
-        elif isinstance(channel, SlackChannel):
-            bot = await credential_of(ctx, channel.credential_id, SlackBot)
-            await post_message(
-                token=bot.token.get_secret_value(),
-                channel=channel.channel,
-                text=notice.text(),
-                base_url=checked_base_url(ctx, channel.base_url),
-                allowlist=services.outbound_allowlist,
-            )
-        else:
-            smtp = await credential_of(ctx, channel.credential_id, Smtp)
-            await send_email(
-                smtp,
-                sender=channel.sender,
-                to=channel.to,
-                subject=f"[Loom] {notice.title}",
-                text=notice.text(),
-                message_id=f"<hil-{notice.request_id}@loom>",
-                allowlist=services.outbound_allowlist,
-            )
-
-
-async def _webhook(
-    ctx: NodeContext, services: NodeServices, channel: WebhookChannel, notice: Notice
-) -> None:
-    key = await credential_of(ctx, channel.secret_credential_id, WebhookSecret)
-    body = json.dumps(notice.payload(), separators=(",", ":")).encode()
-    headers = {
-        "Content-Type": "application/json",
-        HEADER: sign(key.secret.get_secret_value().encode(), body),
-        "X-Loom-Delivery": str(notice.request_id),
-    }
-    async with OutboundClient(allowlist=services.outbound_allowlist) as client:
-        reply = await client.request(
-            "POST",
-            channel.url,
-            headers=headers,
-            content=body,
-            timeout=WEBHOOK_TIMEOUT_SECONDS,
-            max_bytes=WEBHOOK_MAX_REPLY_BYTES,
-        )
-    if not 200 <= reply.status < 300:
-        raise DeliveryFailed(
-            f"The webhook at {channel.url} answered {reply.status}.",
-            solution="Make the receiver answer 2xx; the node's retry policy sends it again.",
-        )
+        if not isinstance(channel, InAppChannel):
+            await deliver(ctx, services, channel, notice)
 
 
 def _services(ctx: NodeContext) -> NodeServices:

@@ -33,6 +33,7 @@ from loom.nodes.trigger_webhook import WebhookParameters
 from loom.secrets.types import MODELS, CredentialType, WebhookSecret
 from loom.secrets.vault import Binding, Sealed, Vault
 from loom.signing import SignatureInvalid
+from loom.triggers.deliveries import prune_deliveries as prune_deliveries  # re-exported
 from loom.triggers.errors import TriggerNotFound
 from loom.triggers.events import TOPIC, TriggerEvent
 from loom.triggers.intake import Intake, Skipped, Started
@@ -276,17 +277,6 @@ def _not_found() -> TriggerNotFound:
         solution="Check the trigger URL (GET /v1/workflows/{id}/triggers) and that the "
         "workflow is deployed.",
     )
-
-
-def prune_deliveries(db: Database, before: datetime) -> int:
-    """Forget replay keys older than ``before`` (their retention is over)."""
-    with db.system() as conn:
-        workspaces = repo.locate_stale_deliveries(conn, before)
-    pruned = 0
-    for workspace_id in workspaces:
-        with db.tenant(workspace_id) as conn:
-            pruned += repo.prune_deliveries(conn, before)
-    return pruned
 
 
 async def wait_for_run(

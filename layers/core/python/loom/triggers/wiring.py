@@ -3,13 +3,16 @@ alike: the queue is the Postgres table, or SQS when ``LOOM_INTAKE_QUEUE_URL`` is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from loom.config import Settings
 from loom.db.database import Database
 from loom.engine.dispatch import RunDispatcher
-from loom.secrets.vault import vault_for
 from loom.triggers.intake import Intake
 from loom.triggers.queue import EventQueue, PostgresQueue
-from loom.triggers.receive import Receiver
+
+if TYPE_CHECKING:
+    from loom.triggers.receive import Receiver
 
 
 def queue_for(settings: Settings, db: Database) -> EventQueue:
@@ -35,6 +38,12 @@ def intake_for(settings: Settings, db: Database, dispatcher: RunDispatcher) -> I
 
 
 def receiver_for(settings: Settings, db: Database, dispatcher: RunDispatcher) -> Receiver:
+    # What receives (the mail function, the API's hooks) imports loom.triggers.receive
+    # itself; the schedule and intake functions, which only queue and start, never load it
+    # (nor the vault).
+    from loom.secrets.vault import vault_for
+    from loom.triggers.receive import Receiver
+
     return Receiver(
         db, vault_for(settings), queue_for(settings, db), intake_for(settings, db, dispatcher)
     )

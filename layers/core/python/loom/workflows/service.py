@@ -1,25 +1,24 @@
 """Saving, versioning and reading workflows.
 
 Every save validates the whole definition and appends an immutable version; a live pointer
-says which version new runs use. Definitions are cached by (workflow, version): a version
-never changes.
+says which version new runs use. Reading a version (cached: a version never changes) is
+``loom.workflows.versions``, which the engine imports instead of this module.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from loom.db import workflows as repo
 from loom.db.database import Conn, Database
-from loom.errors import InvalidInput, NotFound
+from loom.errors import NotFound
 from loom.triggers.deploy import rebind_if_deployed, unbind
-from loom.workflows.definition import WorkflowDefinition
 from loom.workflows.diff import DefinitionDiff, diff_definitions
 from loom.workflows.validation import validate_definition
+from loom.workflows.versions import checksum as checksum  # also imported from here
+from loom.workflows.versions import load_definition, require_workflow
 
 
 @dataclass(frozen=True)
@@ -27,11 +26,6 @@ class SavedVersion:
     workflow_id: UUID
     version: int
     created: bool
-
-
-def checksum(definition: dict[str, Any]) -> str:
-    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def create_workflow(
@@ -55,7 +49,7 @@ def save_version(
 ) -> SavedVersion:
     definition = validate_definition(raw).to_json()
     with db.tenant(workspace_id) as conn:
-        _require(conn, workflow_id, lock=True)
+        require_workflow(conn, workflow_id, lock=True)
         version = _append(conn, workspace_id, workflow_id, definition, created_by, publish=publish)
     return SavedVersion(workflow_id, version, created=False)
 
@@ -76,7 +70,7 @@ def save_by_name(db: Database, workspace_id: UUID, raw: Any) -> SavedVersion:
                 repo.set_live_version(conn, existing["id"], latest["version"])
                 rebind_if_deployed(conn, workspace_id, existing["id"])
             return SavedVersion(existing["id"], latest["version"], created=False)
-        _require(conn, existing["id"], lock=True)
+        require_workflow(conn, existing["id"], lock=True)
         version = _append(conn, workspace_id, existing["id"], definition, None, publish=True)
         return SavedVersion(existing["id"], version, created=False)
 
@@ -121,7 +115,7 @@ def _append(
 
 def publish(db: Database, workspace_id: UUID, workflow_id: UUID, version: int) -> None:
     with db.tenant(workspace_id) as conn:
-        _require(conn, workflow_id, lock=True)
+        require_workflow(conn, workflow_id, lock=True)
         if repo.get_version(conn, workflow_id, version) is None:
             raise NotFound(
                 f"Workflow {workflow_id} has no version {version}.",
@@ -136,61 +130,16 @@ def diff_versions(
 ) -> DefinitionDiff:
     """What changed between two versions of a workflow, node by node and edge by edge."""
     with db.tenant(workspace_id) as conn:
-        _require(conn, workflow_id)
+        require_workflow(conn, workflow_id)
         old = load_definition(conn, workflow_id, before)
         new = load_definition(conn, workflow_id, after)
     return diff_definitions(old, new)
 
 
-def live_version(conn: Conn, workflow_id: UUID) -> int:
-    row = _require(conn, workflow_id)
-    if row["live_version"] is None:
-        raise InvalidInput(
-            f"Workflow {workflow_id} has no published version.", solution="Publish a version first."
-        )
-    return int(row["live_version"])
-
-
-def load_definition(conn: Conn, workflow_id: UUID, version: int) -> WorkflowDefinition:
-    cached = _cached(workflow_id, version)
-    if cached is not None:
-        return cached
-    row = repo.get_version(conn, workflow_id, version)
-    if row is None:
-        raise NotFound(
-            f"Workflow {workflow_id} version {version} not found.",
-            solution="Check the workflow id and version.",
-        )
-    definition = WorkflowDefinition.model_validate(row["definition"])
-    _remember(workflow_id, version, definition)
-    return definition
-
-
-_CACHE: dict[tuple[UUID, int], WorkflowDefinition] = {}
-_CACHE_LIMIT = 512
-
-
-def _cached(workflow_id: UUID, version: int) -> WorkflowDefinition | None:
-    return _CACHE.get((workflow_id, version))
-
-
-def _remember(workflow_id: UUID, version: int, definition: WorkflowDefinition) -> None:
-    if len(_CACHE) >= _CACHE_LIMIT:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[(workflow_id, version)] = definition
-
-
-def _require(conn: Conn, workflow_id: UUID, *, lock: bool = False) -> dict[str, Any]:
-    row = repo.get_workflow(conn, workflow_id, lock=lock)
-    if row is None:
-        raise NotFound(f"Workflow {workflow_id} not found.", solution="Check the workflow id.")
-    return row
-
-
 def get_workflow(db: Database, workspace_id: UUID, workflow_id: UUID) -> dict[str, Any]:
     """The workflow row with its live definition."""
     with db.tenant(workspace_id) as conn:
-        row = _require(conn, workflow_id)
+        row = require_workflow(conn, workflow_id)
         version = row["live_version"] or row["latest_version"]
         definition = load_definition(conn, workflow_id, version).to_json()
     return {**row, "definition": definition}
@@ -206,7 +155,7 @@ def list_workflows(
 def delete_workflow(db: Database, workspace_id: UUID, workflow_id: UUID) -> None:
     """Hide the workflow, undeployed; its versions and runs stay, as history."""
     with db.tenant(workspace_id) as conn:
-        _require(conn, workflow_id, lock=True)
+        require_workflow(conn, workflow_id, lock=True)
         unbind(conn, workflow_id)
         if not repo.soft_delete(conn, workflow_id):
             raise NotFound(f"Workflow {workflow_id} not found.", solution="Check the workflow id.")
@@ -214,7 +163,7 @@ def delete_workflow(db: Database, workspace_id: UUID, workflow_id: UUID) -> None
 
 def list_versions(db: Database, workspace_id: UUID, workflow_id: UUID) -> list[dict[str, Any]]:
     with db.tenant(workspace_id) as conn:
-        _require(conn, workflow_id)
+        require_workflow(conn, workflow_id)
         return repo.list_versions(conn, workflow_id)
 
 
@@ -222,7 +171,7 @@ def get_version(
     db: Database, workspace_id: UUID, workflow_id: UUID, version: int
 ) -> dict[str, Any]:
     with db.tenant(workspace_id) as conn:
-        _require(conn, workflow_id)
+        require_workflow(conn, workflow_id)
         row = repo.get_version(conn, workflow_id, version)
     if row is None:
         raise NotFound(

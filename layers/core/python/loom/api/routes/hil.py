@@ -10,8 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.deps import DatabaseDep, allow
-from loom.api.routes.workflows import dispatcher
+from loom.api.deps import DatabaseDep, allow, dispatcher
 from loom.auth.principal import Principal, Role
 from loom.engine import hil
 

@@ -13,8 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.deps import DatabaseDep, allow
-from loom.api.routes.workflows import dispatcher
+from loom.api.deps import DatabaseDep, allow, dispatcher
 from loom.auth.principal import Principal, Role
 from loom.db import Database
 from loom.engine import service

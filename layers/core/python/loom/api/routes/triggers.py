@@ -12,8 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.deps import DatabaseDep, SettingsDep, allow
-from loom.api.routes.workflows import DeploymentStateOut, dispatcher
+from loom.api.deps import DatabaseDep, SettingsDep, allow, dispatcher
+from loom.api.schemas import DeploymentStateOut
 from loom.auth.principal import Principal, Role
 from loom.config import Settings
 from loom.secrets.vault import vault_for

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.deps import DatabaseDep, SettingsDep, allow
+from loom.api.deps import DatabaseDep, SettingsDep, allow, dispatcher
+from loom.api.schemas import DeploymentStateOut
 from loom.auth.principal import Principal, Role
-from loom.engine.dispatch import RunDispatcher
 from loom.engine.service import start_run
-from loom.errors import NotImplementedYet
 from loom.triggers.deploy import Deployment
 from loom.workflows import service
 from loom.workflows.definition import MAX_NAME_LENGTH
@@ -79,18 +78,6 @@ class WorkflowOut(BaseModel):
     @classmethod
     def of(cls, row: dict[str, Any]) -> WorkflowOut:
         return cls(**{**row, "version": row["latest_version"]})
-
-
-class DeploymentStateOut(BaseModel):
-    state: Literal["undeployed", "deployed", "failed"]
-    version: int | None = Field(description="The version whose triggers are bound.")
-    concurrency_policy: Literal["allow", "skip", "queue"]
-    lease_ttl_seconds: int
-    deployed_at: datetime | None
-
-    @classmethod
-    def of(cls, deployment: Deployment) -> DeploymentStateOut:
-        return cls.model_validate(deployment, from_attributes=True)
 
 
 class WorkflowDetailOut(WorkflowOut):
@@ -236,14 +223,3 @@ def handle_start_run(
     if started.created:
         engine.submit(principal.workspace_id, started.run_id)
     return StartRunOut(run_id=started.run_id, status=started.status.value, created=started.created)
-
-
-def dispatcher(request: Request) -> RunDispatcher:
-    """The engine this API hands runs to (see ``loom.engine.dispatch``)."""
-    found: RunDispatcher | None = getattr(request.app.state, "dispatcher", None)
-    if found is None:
-        raise NotImplementedYet(
-            "This API has no engine to run workflows.",
-            solution="Run `loom up`, which hosts the local engine.",
-        )
-    return found

@@ -19,7 +19,6 @@ from loom.engine.advance import Advance, Invocation
 from loom.engine.invoke import prepare_parameters
 from loom.engine.run_state import ReadyItem
 from loom.errors import ConfigError, LoomError
-from loom.nodes.human import MAX_TIMEOUT_SECONDS, ApprovalParameters, InputParameters
 from loom.runtime.aws.dispatcher import execution_arn, start
 from loom.runtime.aws.platform import AwsPlatform
 from loom.runtime.aws.wire import timestamp, unstage
@@ -119,6 +118,10 @@ def _human_timer(invocation: Invocation) -> int:
     """Seconds the state machine waits for a person: the node's own timeout, evaluated
     like its other parameters, plus a margin. Parameters that do not evaluate fail the
     node when it runs; until then the longest timeout applies."""
+    # The graph loaded this module with the node's spec; imported above, it would load for
+    # every workflow (with jsonschema), people in it or not.
+    from loom.nodes.human import MAX_TIMEOUT_SECONDS, ApprovalParameters, InputParameters
+
     node_id = invocation.item.node_id
     spec, node = invocation.graph.specs[node_id], invocation.graph.nodes[node_id]
     seconds = MAX_TIMEOUT_SECONDS

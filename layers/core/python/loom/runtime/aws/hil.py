@@ -18,9 +18,8 @@ from loom.db import hil as repo
 from loom.engine import hil
 from loom.engine.run_state import Finished
 from loom.runtime.aws.clients import client, error_code
-from loom.runtime.aws.nodes import stale
 from loom.runtime.aws.platform import AwsPlatform
-from loom.runtime.aws.wire import finished_from, report_json
+from loom.runtime.aws.wire import finished_from, report_json, stale
 
 log = logging.getLogger(__name__)
 

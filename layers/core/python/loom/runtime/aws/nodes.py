@@ -15,9 +15,10 @@ from uuid import UUID
 
 from loom.engine.hil import HilDesk
 from loom.engine.run_state import Finished
+from loom.runtime.aws import runner  # noqa: F401 - every invocation runs a node (platform.runner)
 from loom.runtime.aws.clients import client
 from loom.runtime.aws.platform import AwsPlatform
-from loom.runtime.aws.wire import stage
+from loom.runtime.aws.wire import stage, stale
 
 DEFAULT_INLINE = 160 * 1024
 
@@ -57,14 +58,3 @@ def _execute(
     if task_token is not None:
         desk = HilDesk(platform.db, workspace_id, platform.settings.base_url, task_token)
     return platform.run(platform.runner.execute(invocation, humans=desk))
-
-
-def stale(node_id: str, attempt: int) -> Finished:
-    """A report for a delivery that came too late (the run moved on): advance ignores it."""
-    error = {
-        "code": "stale_delivery",
-        "retryable": False,
-        "message": f"Node '{node_id}' attempt {attempt} no longer runs.",
-        "solution": "Nothing to do: the run moved on.",
-    }
-    return Finished(node_id, attempt, "failed", error=error)

@@ -1,22 +1,23 @@
-"""One Lambda container's wiring: settings, database, blobs, engine and the runner that
-executes nodes, built on the first invocation and kept for the container's life."""
+"""One Lambda container's wiring: settings, database, blobs and engine, built on the first
+invocation and kept for the container's life; the runner that executes nodes is built on
+first use, by the functions that execute nodes (``loom.runtime.aws.runner``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, TypeVar
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loom.blobs import BlobStore, blob_store_for
 from loom.config import Settings, get_settings
 from loom.db import Database
 from loom.engine.advance import Engine
-from loom.engine.runner import LocalRunner
-from loom.llm.gateway import LlmGateway
 from loom.runtime.aws.rds import database_for
-from loom.secrets.vault import vault_for
+
+if TYPE_CHECKING:
+    from loom.engine.runner import LocalRunner
 
 T = TypeVar("T")
 
@@ -27,12 +28,19 @@ class AwsPlatform:
     db: Database
     blobs: BlobStore
     engine: Engine
-    runner: LocalRunner
     # One loop per container: asyncio objects a node keeps between invocations stay valid.
     loop: asyncio.AbstractEventLoop
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(work)
+
+    @cached_property
+    def runner(self) -> LocalRunner:
+        # Imported here, not above: the functions that execute nodes import it with their
+        # module (loom.runtime.aws.nodes, functions/workers/exams.py); the others never do.
+        from loom.runtime.aws.runner import build_runner
+
+        return build_runner(self)
 
 
 def build_platform(settings: Settings) -> AwsPlatform:
@@ -43,21 +51,7 @@ def build_platform(settings: Settings) -> AwsPlatform:
         install(settings)
     blobs = blob_store_for(settings)
     engine = Engine(db, blobs, output_threshold=settings.output_threshold_bytes)
-    vault = vault_for(settings)
-    runner = LocalRunner(
-        engine,
-        per_run_limit=settings.run_concurrency,
-        global_limit=settings.engine_concurrency,
-        vault=vault,
-        base_url=settings.base_url,
-        llm=LlmGateway(db, settings=settings, vault=vault),
-    )
-    if settings.code_function:
-        from loom.nodes import code
-        from loom.runtime.aws.code import LambdaCodeRunner
-
-        code.RUNNER = LambdaCodeRunner(settings.code_function)
-    return AwsPlatform(settings, db, blobs, engine, runner, asyncio.new_event_loop())
+    return AwsPlatform(settings, db, blobs, engine, asyncio.new_event_loop())
 
 
 @cache

@@ -24,9 +24,9 @@ from uuid import UUID
 
 from loom.runtime.aws.dispatcher import StepFunctionsDispatcher
 from loom.runtime.aws.platform import AwsPlatform
+from loom.triggers.deliveries import prune_deliveries
 from loom.triggers.events import TOPIC
 from loom.triggers.queue import deliver
-from loom.triggers.receive import prune_deliveries
 from loom.triggers.schedules import fire_due, fire_one
 from loom.triggers.wiring import intake_for, queue_for
 

@@ -115,3 +115,14 @@ def _cause(raw: Any) -> str:
         if isinstance(parsed, dict) and "errorMessage" in parsed:
             return str(parsed["errorMessage"])
     return str(raw)
+
+
+def stale(node_id: str, attempt: int) -> Finished:
+    """A report for a delivery that came too late (the run moved on): advance ignores it."""
+    error = {
+        "code": "stale_delivery",
+        "retryable": False,
+        "message": f"Node '{node_id}' attempt {attempt} no longer runs.",
+        "solution": "Nothing to do: the run moved on.",
+    }
+    return Finished(node_id, attempt, "failed", error=error)

@@ -18,9 +18,19 @@ from loom.engine.states import RunStatus
 log = logging.getLogger(__name__)
 
 
-def _log_failure(done: Future[Advance]) -> None:
+def _log_failure(done: Future[Advance] | Future[Advance | None]) -> None:
     if not done.cancelled() and done.exception() is not None:
         log.error("driving a run failed: %s", done.exception())
+
+
+def log_resumed(done: Future[list[Advance]]) -> None:
+    if done.cancelled():
+        return
+    error = done.exception()
+    if error is not None:
+        log.error("resuming runs failed: %s", error)
+    else:
+        log.info("resumed runs settled: %d", len(done.result()))
 
 
 class EngineThread:
@@ -42,7 +52,7 @@ class EngineThread:
 
     def submit(self, workspace_id: UUID, run_id: UUID) -> None:
         future = asyncio.run_coroutine_threadsafe(
-            self.runner.drive(workspace_id, run_id), self._loop
+            self.runner.drive_once(workspace_id, run_id), self._loop
         )
         future.add_done_callback(_log_failure)
 

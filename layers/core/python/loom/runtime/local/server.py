@@ -1,4 +1,5 @@
-"""``loom up``: the embedded database, migrations and the API on 127.0.0.1."""
+"""``loom up``: the embedded database, migrations and the API on 127.0.0.1, the triggers,
+and the engine (with the exam worker) in a process of its own."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import uvicorn
@@ -16,11 +16,8 @@ from loom.api.app import create_app
 from loom.config import Settings
 from loom.db import Database, connect
 from loom.db.urls import as_url
-from loom.engine.advance import Advance
 from loom.errors import LoomError
-from loom.runtime.local.engine_thread import EngineThread
-from loom.runtime.local.exams import ExamWorker
-from loom.runtime.local.platform import build_engine
+from loom.runtime.local.engine_process import EngineProcess
 from loom.runtime.local.triggers import LocalTriggers
 
 log = logging.getLogger(__name__)
@@ -61,12 +58,11 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
     host, port = settings.api_host, settings.api_port
     ensure_port_free(host, port)
     db: Database = connect(settings)
-    _, runner = build_engine(settings, db)
-    engine_thread = EngineThread(runner, deadline_sweep_seconds=settings.hil_sweep_seconds)
-    triggers = LocalTriggers(settings, db, engine_thread)
-    exams = ExamWorker(settings, db)
+    engine = EngineProcess(settings, db.urls)
+    triggers = LocalTriggers(settings, db, engine)
     try:
-        app = create_app(lambda: db, settings=settings, dispatcher=engine_thread)
+        app = create_app(lambda: db, settings=settings, dispatcher=engine)
+        app.state.engine_state = lambda: engine.state
         config = uvicorn.Config(
             app,
             host=host,
@@ -89,26 +85,13 @@ def serve(settings: Settings, *, on_ready: Callable[[Endpoints], None]) -> None:
                 data_dir=str(settings.pg_data_dir) if db.urls.embedded else None,
             )
         )
-        resumed = engine_thread.start()
-        resumed.add_done_callback(_log_resumed)
+        engine.start()
         triggers.start()
-        exams.start()
         _run_until_stopped(server)
     finally:
-        exams.stop()
         triggers.stop()
-        engine_thread.stop()
+        engine.stop()
         db.close()
-
-
-def _log_resumed(done: Future[list[Advance]]) -> None:
-    if done.cancelled():
-        return
-    error = done.exception()
-    if error is not None:
-        log.error("resuming runs failed: %s", error)
-    else:
-        log.info("resumed runs settled: %d", len(done.result()))
 
 
 class _Stopped(Exception):
