@@ -26,7 +26,7 @@ from tests.utils.api import test_settings
 from tests.utils.engine import example
 from tests.utils.pg import PgCluster
 from tests.utils.sink import Sink, counting_sink
-from tests.utils.triggers import isolated_database
+from tests.utils.triggers import isolated_database, wait_until
 
 
 @pytest.fixture
@@ -76,14 +76,6 @@ def _node(db: Database, workspace_id: uuid.UUID, run_id: uuid.UUID, node_id: str
     return next(n for n in get_run(db, workspace_id, run_id).nodes if n["node_id"] == node_id)
 
 
-def _wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 def _post_to(sink: Sink) -> dict[str, Any]:
     return {
         "name": "one delivery",
@@ -109,7 +101,7 @@ def test_a_handed_over_run_runs_in_the_engine_process(db: Database, engine: Engi
     flow = create_workflow(db, workspace_id, example("transform")).workflow_id
     run_id = start_run(db, workspace_id, flow, {"customer": {"name": "ada"}, "lines": []}).run_id
     engine.submit(workspace_id, run_id)
-    _wait_for(_succeeded(db, workspace_id, run_id))
+    wait_until(_succeeded(db, workspace_id, run_id), 60, "the run to succeed")
     assert engine.pid is not None and engine.pid != os.getpid()
 
 
@@ -124,7 +116,7 @@ def test_a_run_handed_over_many_times_runs_its_nodes_once(
         for run_id in run_ids:
             engine.submit(workspace_id, run_id)
     for run_id in run_ids:
-        _wait_for(_succeeded(db, workspace_id, run_id))
+        wait_until(_succeeded(db, workspace_id, run_id), 60, "the run to succeed")
     assert engine.ready.is_set()
     time.sleep(0.5)  # room for a second delivery, were there one
     assert sorted(d["key"] for d in sink.deliveries) == list(range(5))
@@ -157,7 +149,7 @@ def test_cancel_is_answered_through_the_engine_process(db: Database, engine: Eng
     flow = create_workflow(db, workspace_id, example("wait")).workflow_id
     run_id = start_run(db, workspace_id, flow, {"seconds": 3600}).run_id
     engine.submit(workspace_id, run_id)
-    _wait_for(lambda: _status(db, workspace_id, run_id) == "RUNNING")
+    wait_until(lambda: _status(db, workspace_id, run_id) == "RUNNING", 60, "the run to start")
     assert engine.cancel(workspace_id, run_id, "No longer needed.") is RunStatus.CANCELLED
     assert _status(db, workspace_id, run_id) == "CANCELLED"
 
@@ -169,17 +161,21 @@ def test_a_killed_engine_process_is_restarted_and_finishes_its_runs(
     flow = create_workflow(db, workspace_id, example("wait")).workflow_id
     waiting = start_run(db, workspace_id, flow, {"seconds": 2}).run_id
     engine.submit(workspace_id, waiting)
-    _wait_for(lambda: _status(db, workspace_id, waiting) == "RUNNING" and engine.ready.is_set())
+    wait_until(
+        lambda: _status(db, workspace_id, waiting) == "RUNNING" and engine.ready.is_set(),
+        60,
+        "the run to start",
+    )
     first = engine.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
     # Handed over while no engine runs: the restarted one picks it up.
     meanwhile = start_run(db, workspace_id, flow, {"seconds": 0}).run_id
     engine.submit(workspace_id, meanwhile)
-    _wait_for(lambda: engine.restarts == 1 and engine.ready.is_set())
+    wait_until(lambda: engine.restarts == 1 and engine.ready.is_set(), 60, "a restart")
     assert engine.pid != first
     for run_id in (waiting, meanwhile):
-        _wait_for(_succeeded(db, workspace_id, run_id))
+        wait_until(_succeeded(db, workspace_id, run_id), 60, "the run to succeed")
     assert get_run(db, workspace_id, waiting).run["output"] == {
         "waited": 2,
         "then": {"seconds": 2},
@@ -189,7 +185,7 @@ def test_a_killed_engine_process_is_restarted_and_finishes_its_runs(
 def test_stop_ends_the_engine_process(db: Database, tmp_path: Path) -> None:
     engine = EngineProcess(test_settings(tmp_path), db.urls)
     engine.start()
-    _wait_for(engine.ready.is_set)
+    wait_until(engine.ready.is_set, 60, "the engine to be ready")
     pid = engine.pid
     assert pid is not None
     engine.stop()
