@@ -222,16 +222,17 @@ class EngineProcess:
         while not self._stopping.is_set():
             child = self._child
             assert child is not None
+            reply: Reply | None = None
             try:
                 reply = child.replies.get(timeout=0.5)
             except queue.Empty:
-                if child.process.is_alive() or self._stopping.is_set():
-                    continue
-                failures = self._restart(child, failures)
-                continue
-            except (EOFError, OSError):
-                continue
-            if isinstance(reply, _Ready):
+                pass
+            except Exception:  # a child killed while writing leaves a torn message
+                log.warning("an unreadable reply from the engine process", exc_info=True)
+            if reply is None:
+                if not child.process.is_alive() and not self._stopping.is_set():
+                    failures = self._restart(child, failures)
+            elif isinstance(reply, _Ready):
                 failures = 0
                 self.ready.set()
                 log.info("engine process %d is ready", reply.pid)
