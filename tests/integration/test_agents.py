@@ -271,6 +271,25 @@ def test_a_student_agents_write_tool_is_denied_and_the_model_is_told_why(
     assert [(e["event"], e["detail"]["verdict"]) for e in audit] == [("tool_decision", "deny")]
 
 
+def _intern_files_a_ticket(
+    http: httpx.Client,
+    me: Session,
+    key: str,
+    fake: FakeLlm,
+    crm: LoopbackServer,
+    database: Database,
+    title: str,
+    reply: str,
+) -> tuple[str, dict[str, Any]]:
+    """An INTERN agent's run that calls its external tool: the run id and the approval
+    request it waits on."""
+    agent_id = _create(http, me, _spec(key, _post_tool(crm)))
+    _set_maturity(database, me, agent_id, "INTERN")
+    fake.script(MODEL, chat(None, tool_calls=[("file_ticket", {"title": title})]), chat(reply))
+    run_id = _start(http, me, _workflow(agent_id), "file a ticket")
+    return run_id, _pending_approval(http, me)
+
+
 def test_an_interns_external_action_waits_for_approval_and_proceeds_when_approved(
     http: httpx.Client,
     me: Session,
@@ -279,16 +298,9 @@ def test_an_interns_external_action_waits_for_approval_and_proceeds_when_approve
     crm: LoopbackServer,
     database: Database,
 ) -> None:
-    agent_id = _create(http, me, _spec(key, _post_tool(crm)))
-    _set_maturity(database, me, agent_id, "INTERN")
-    fake.script(
-        MODEL,
-        chat(None, tool_calls=[("file_ticket", {"title": "Printer on fire"})]),
-        chat("Filed."),
+    run_id, request = _intern_files_a_ticket(
+        http, me, key, fake, crm, database, "Printer on fire", "Filed."
     )
-    run_id = _start(http, me, _workflow(agent_id), "file a ticket")
-
-    request = _pending_approval(http, me)
     assert request["kind"] == "tool_approval"
     assert request["request"]["tool"] == "file_ticket"
     assert request["request"]["arguments"] == {"title": "Printer on fire"}
@@ -319,15 +331,9 @@ def test_a_rejected_approval_is_reported_to_the_model(
     crm: LoopbackServer,
     database: Database,
 ) -> None:
-    agent_id = _create(http, me, _spec(key, _post_tool(crm)))
-    _set_maturity(database, me, agent_id, "INTERN")
-    fake.script(
-        MODEL,
-        chat(None, tool_calls=[("file_ticket", {"title": "x"})]),
-        chat("A person said no."),
+    run_id, request = _intern_files_a_ticket(
+        http, me, key, fake, crm, database, "x", "A person said no."
     )
-    run_id = _start(http, me, _workflow(agent_id), "file a ticket")
-    request = _pending_approval(http, me)
     http.post(f"/v1/hil/{request['id']}/respond", headers=me.headers, json={"approved": False})
 
     output = _agent_output(_finished(http, me, run_id))

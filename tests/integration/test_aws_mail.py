@@ -71,13 +71,8 @@ def _invoke(event: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def test_the_stack_stores_mail_where_the_function_reads_it() -> None:
-    assert MAIL_PREFIX == PREFIX
-
-
-def test_mail_to_an_email_trigger_starts_one_run(
-    aws: AwsEngine, database: Database, workspace: uuid.UUID
-) -> None:
+def _deployed_mail_trigger(database: Database, workspace: uuid.UUID) -> tuple[uuid.UUID, str]:
+    """A deployed workflow with an EMAIL trigger for @example.com; its id and address."""
     trigger = {"subtype": "EMAIL", "parameters": {"allowed_senders": ["@example.com"]}}
     workflow_id = create_workflow(database, workspace, flow(trigger)).workflow_id
     deploy(database, workspace, workflow_id)
@@ -86,7 +81,17 @@ def test_mail_to_an_email_trigger_starts_one_run(
             "SELECT id FROM triggers WHERE workflow_id = %s", (workflow_id,)
         ).fetchone()
     assert row is not None
-    address = f"{row['id']}@{DOMAIN}"
+    return workflow_id, f"{row['id']}@{DOMAIN}"
+
+
+def test_the_stack_stores_mail_where_the_function_reads_it() -> None:
+    assert MAIL_PREFIX == PREFIX
+
+
+def test_mail_to_an_email_trigger_starts_one_run(
+    aws: AwsEngine, database: Database, workspace: uuid.UUID
+) -> None:
+    workflow_id, address = _deployed_mail_trigger(database, workspace)
     stranger = f"{uuid.uuid4()}@{DOMAIN}"
     raw = MESSAGE.replace(b"{to}", address.encode())
     aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + "ses-message-1", Body=raw)
@@ -105,15 +110,7 @@ def test_mail_to_an_email_trigger_starts_one_run(
 def test_a_sender_the_trigger_does_not_allow_starts_nothing(
     aws: AwsEngine, database: Database, workspace: uuid.UUID
 ) -> None:
-    trigger = {"subtype": "EMAIL", "parameters": {"allowed_senders": ["@example.com"]}}
-    workflow_id = create_workflow(database, workspace, flow(trigger)).workflow_id
-    deploy(database, workspace, workflow_id)
-    with database.tenant(workspace) as conn:
-        row = conn.execute(
-            "SELECT id FROM triggers WHERE workflow_id = %s", (workflow_id,)
-        ).fetchone()
-    assert row is not None
-    address = f"{row['id']}@{DOMAIN}"
+    workflow_id, address = _deployed_mail_trigger(database, workspace)
     raw = MESSAGE.replace(b"ada@example.com", b"eve@evil.test").replace(b"{to}", address.encode())
     aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + "ses-message-2", Body=raw)
     event = _ses_event("ses-message-2", "eve@evil.test", [address])
