@@ -2,8 +2,8 @@
 """CDK app. Synthesizes offline: no AWS credentials, no lookups, no Docker.
 
 cdk-nag's AwsSolutions pack checks every stack; a finding not acknowledged with a reason
-(stacks/nag.py) fails the synth. ``-c loom:skipBundling=true`` skips pip-bundling the
-dependency layers.
+(stacks/nag.py) fails the synth. ``-c loom:skipBundling=true`` skips building the layers
+(pip for the dependencies, bytecode for all three): each ships as its folder.
 """
 
 from __future__ import annotations

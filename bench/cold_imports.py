@@ -7,11 +7,12 @@ layers/llm/requirements.txt for the model callers; boto3 comes with the runtime)
 dev environment holds more, which libraries import when they find it (httpx imports its
 command line's rich and pygments, httpcore imports h2): without the fence the figures would
 count them. A module the layers lack but an entry point imports anyway fails its figure.
-Modules load from bytecode, as from the pip-built layers (pip compiles on install): each
-figure's first run fills a bytecode cache of the bench's own (``PYTHONPYCACHEPREFIX``; the
-venv here may hold no .pyc and ``PYTHONDONTWRITEBYTECODE`` may be set, and compiling would
-double the figures) and is not counted. Loom's own modules count as compiled too, which on
-Lambda (a read-only /opt) holds only if the core layer ships its .pyc.
+Modules load from bytecode, as from the layers, which ship it (stacks/functions.py compiles
+all three, Loom's included, when the synthesizing Python is the runtime's; else they ship
+source, compiled on every cold start, and these figures are too low): each figure's first
+run fills a bytecode cache of the bench's own (``PYTHONPYCACHEPREFIX``; the venv here may
+hold no .pyc and ``PYTHONDONTWRITEBYTECODE`` may be set, and compiling would double the
+figures) and is not counted.
 
 Per entry point: the import time (the minimum of a few runs), the time above its floor,
 and whether litellm was imported. The floor is what the function cannot avoid importing:

@@ -15,7 +15,7 @@ BLOB_RETENTION_DAYS = 90
 STATE_MACHINE_NAME = "loom-workflow-run"
 STATE_MACHINE_FILE = ROOT / "statemachines" / "workflow_run.asl.json"
 
-# Context flag: skip bundling the dependency layers (tests, and synth without pip).
+# Context flag: skip bundling the layers (tests, and synth without pip).
 SKIP_BUNDLING = "loom:skipBundling"
 
 DATABASE_NAME = "loom"

@@ -465,7 +465,7 @@ def test_loom_up_and_the_aws_job_run_the_worker(
     runtime = AgentRuntime(database, llm, ServicesCache(database, vault), api_settings.base_url)
     with asyncio.Runner() as runner:  # closing it cancels litellm's logging worker
         platform = SimpleNamespace(
-            settings=api_settings, runner=SimpleNamespace(agents=runtime), run=runner.run
+            settings=api_settings, model_runner=SimpleNamespace(agents=runtime), run=runner.run
         )
         outcome = exam_job(cast(Any, platform), {})
     assert outcome["exams"] >= 1 and outcome["passed"] >= 1

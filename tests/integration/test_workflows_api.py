@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from loom.nodes import registry
+from loom.nodes.base import NodeSpec, ParametersModel
+from loom.workflows.definition import NodeType
 from tests.utils.api import Session, signup
 from tests.utils.engine import example
 
@@ -157,6 +160,29 @@ def test_node_catalogue(http: httpx.Client, me: Session) -> None:
     catalogue = http.get("/v1/nodes", headers=me.headers).json()
     kinds = {(n["type"], n["subtype"]) for n in catalogue["node_types"]}
     assert {("FLOW", "LOOP"), ("ACTION", "TRANSFORM"), ("TRIGGER", "MANUAL")} <= kinds
+
+
+def test_the_served_catalogue_follows_the_registered_specs(http: httpx.Client, me: Session) -> None:
+    """The catalogue is rendered once and kept, until the registered specs change."""
+
+    def kinds() -> set[tuple[str, str]]:
+        listed = http.get("/v1/nodes", headers=me.headers).json()["node_types"]
+        return {(n["type"], n["subtype"]) for n in listed}
+
+    before = kinds()
+    spec = registry.register(
+        NodeSpec(
+            type=NodeType.ACTION,
+            subtype="CATALOGUE_PROBE",
+            description="Registered by a test.",
+            parameters=ParametersModel,
+        )
+    )
+    try:
+        assert kinds() == before | {("ACTION", "CATALOGUE_PROBE")}
+    finally:
+        del registry._SPECS[spec.key]
+    assert kinds() == before
 
 
 def test_another_workspace_sees_404_and_changes_nothing(http: httpx.Client, me: Session) -> None:

@@ -1,10 +1,11 @@
 """What a Lambda entry point (``functions/``) imports at cold start: only what it uses.
 
 No entry point imports litellm (the model callers import it on their first model call);
-the functions that never call out over HTTP import no HTTP client; the code function and
-redrive, which have no database, import no driver; building one function's API imports no
-other router; and a node type's spec loads its own module, not every node module. Each
-check imports in a fresh interpreter."""
+the functions that never call out over HTTP import no HTTP client; the node functions
+import neither the model gateway nor the agent runtime, nor an HTTP client before a node
+needs one; the code function and redrive, which have no database, import no driver;
+building one function's API imports no other router; and a node type's spec loads its own
+module, not every node module. Each check imports in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ NO_HTTP = [
     "functions.workers.redrive",
 ]
 NO_DATABASE = ["functions.nodes.code", "functions.workers.redrive"]
+# Build the model gateway (AI_AGENT's) on their first invocation, the agent runtime when an
+# agent first runs; HTTP_REQUEST's module brings httpx with the first workflow that has one.
+NODE_FUNCTIONS = [
+    "functions.nodes.action",
+    "functions.nodes.ai_agent",
+    "functions.nodes.external_action",
+    "functions.nodes.flow",
+    "functions.nodes.human_in_the_loop",
+]
 
 _BROUGHT = """
 import importlib, json, sys
@@ -84,6 +94,11 @@ def test_no_entry_point_imports_litellm() -> None:
 
 def test_functions_that_never_call_out_import_no_http_client() -> None:
     assert culprits(brought(*NO_HTTP), "httpx", "httpcore", "aiosmtplib", "mcp") == {}
+
+
+def test_node_functions_import_models_agents_and_http_only_when_a_node_needs_them() -> None:
+    packages = ("loom.llm.gateway", "loom.agents.runtime", "httpx")
+    assert culprits(brought(*NODE_FUNCTIONS), *packages) == {}
 
 
 def test_functions_without_a_database_import_no_driver() -> None:

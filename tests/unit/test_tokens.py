@@ -10,12 +10,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
 import pytest
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import SecretStr
 
 from loom.auth import passwords, tokens
 from loom.auth.api_keys import generate_key, parse_key
@@ -89,6 +91,28 @@ def test_an_expired_token_says_so(settings: Settings) -> None:
     assert "/v1/auth/refresh" in error.solution
 
 
+def test_a_token_checked_before_still_expires_on_time(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signatures are checked once per token; expiry on every use."""
+    started = time.time()
+    ttl = settings.access_token_ttl_seconds
+    token = tokens.issue_access_token(
+        settings, user_id=USER, workspace_id=WORKSPACE, now=started - ttl + 60
+    )
+    assert tokens.decode_access_token(token, settings).user_id == USER
+    monkeypatch.setattr(tokens, "time", SimpleNamespace(time=lambda: started + 120))
+    assert _refused(token, settings).message == "The access token has expired."
+
+
+def test_a_token_is_checked_again_under_another_key(tmp_path: Path) -> None:
+    signed = test_settings(tmp_path)
+    token = tokens.issue_access_token(signed, user_id=USER, workspace_id=WORKSPACE)
+    assert tokens.decode_access_token(token, signed).workspace_id == WORKSPACE
+    rotated = signed.model_copy(update={"jwt_secret": SecretStr("rotated-" + "k" * 32)})
+    assert _refused(token, rotated).message == "The access token is invalid."
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -98,6 +122,7 @@ def test_an_expired_token_says_so(settings: Settings) -> None:
         {"sub": None},
         {"iat": None},
         {"exp": None},
+        {"exp": "later"},
         {"typ": "refresh"},
         {"typ": None},
         {"wid": "not-a-uuid"},

@@ -114,7 +114,7 @@ def _candidates(runtime: AgentRuntime, least: int, after: UUID) -> list[tuple[UU
 def exam_job(platform: AwsPlatform, event: Mapping[str, Any]) -> dict[str, Any]:
     """The AWS job (EventBridge Scheduler, every 15 minutes): the exams that fit in one
     invocation; the rest wait for the next."""
-    runtime = platform.runner.agents
+    runtime = platform.model_runner.agents
     if runtime is None:
         raise ConfigError(
             "The exam worker has no model gateway.", solution="Deploy it with the llm layer."

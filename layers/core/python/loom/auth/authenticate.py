@@ -78,12 +78,13 @@ def _credential(request: Request) -> str:
 def _verify_jwt(token: str, db: Database, settings: Settings) -> tuple[UUID, UUID]:
     """(user id, workspace id) of a valid Loom or OIDC token; the issuer decides which
     check applies, and each check pins its own algorithms and keys."""
-    try:
-        unverified = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        raise tokens.invalid_token() from None
-    if oidc.is_oidc_token(unverified.get("iss"), settings):
-        identity = oidc.verify(token, db, settings)
-        return identity.user_id, identity.workspace_id
+    if oidc.enabled(settings):
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise tokens.invalid_token() from None
+        if oidc.is_oidc_token(unverified.get("iss"), settings):
+            identity = oidc.verify(token, db, settings)
+            return identity.user_id, identity.workspace_id
     claims = tokens.decode_access_token(token, settings)
     return claims.user_id, claims.workspace_id

@@ -37,6 +37,8 @@ KEY_FILE_NAME = "jwt.key"
 MIN_KEY_BYTES = 32
 # Tolerated clock difference between the process that signs and the one that checks.
 LEEWAY_SECONDS = 5
+# Tokens whose signature was checked, kept by _verified: the live sessions of one process.
+VERIFIED_TOKENS_CACHED = 4096
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "wid"]
 
 
@@ -66,22 +68,34 @@ def issue_access_token(
 
 
 def decode_access_token(token: str, settings: Settings) -> AccessClaims:
-    """The claims of a valid Loom access token; ``Unauthorized`` for anything else."""
-    try:
-        claims = jwt.decode(
-            token,
-            signing_key(settings),
-            algorithms=[ALGORITHM],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            leeway=LEEWAY_SECONDS,
-            options={"require": _REQUIRED_CLAIMS},
-        )
-    except jwt.ExpiredSignatureError:
+    """The claims of a valid Loom access token; ``Unauthorized`` for anything else.
+
+    A client sends the same token on every request for its whole life, so the signature
+    and claim checks run once per token (``_verified``, per key, issuer and audience) and
+    only the expiry is checked on every call."""
+    claims = _verified(token, signing_key(settings), settings.jwt_issuer, settings.jwt_audience)
+    if time.time() > claims.expires_at + LEEWAY_SECONDS:
         raise Unauthorized(
             "The access token has expired.",
             solution="Get a new one with POST /v1/auth/refresh, or sign in again.",
-        ) from None
+        )
+    return claims
+
+
+@lru_cache(maxsize=VERIFIED_TOKENS_CACHED)
+def _verified(token: str, key: bytes, issuer: str, audience: str) -> AccessClaims:
+    """Signature and claims of ``token``, its expiry aside. Only successes are cached: a
+    refused token is checked again each time it is sent."""
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            leeway=LEEWAY_SECONDS,
+            options={"require": _REQUIRED_CLAIMS, "verify_exp": False},
+        )
     except jwt.PyJWTError:
         raise invalid_token() from None
     if claims.get("typ") != TOKEN_TYPE:
@@ -93,7 +107,7 @@ def decode_access_token(token: str, settings: Settings) -> AccessClaims:
             token_id=str(claims.get("jti", "")),
             expires_at=int(claims["exp"]),
         )
-    except ValueError:
+    except (TypeError, ValueError):
         raise invalid_token() from None
 
 
@@ -114,11 +128,12 @@ def signing_key(settings: Settings) -> bytes:
                 "print(secrets.token_hex(32))'`.",
             )
         return key
-    return _key_file(settings.home.resolve() / KEY_FILE_NAME)
+    return _key_file(settings.home / KEY_FILE_NAME)
 
 
 @lru_cache(maxsize=8)
 def _key_file(path: Path) -> bytes:
+    path = path.resolve()
     try:
         return _read_key(path)
     except FileNotFoundError:

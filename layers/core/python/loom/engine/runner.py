@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from loom.agents.runtime import AgentRuntime
 from loom.db import runs as repo
 from loom.engine.advance import Advance, Engine, Invocation
 from loom.engine.hil import HilDesk, expire_overdue
@@ -27,9 +28,12 @@ from loom.engine.service import resume as resume_waiting
 from loom.engine.services import ServicesCache
 from loom.engine.states import RunStatus
 from loom.errors import LoomError
-from loom.llm.gateway import LlmGateway
-from loom.nodes.base import HumanDesk
-from loom.secrets.vault import Vault
+from loom.nodes.base import AgentAnswer, AgentRequest, HumanDesk, NodeContext
+
+if TYPE_CHECKING:
+    from loom.agents.runtime import AgentRuntime
+    from loom.llm.gateway import LlmGateway
+    from loom.secrets.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +60,22 @@ class LocalRunner:
         self.base_url = base_url
         self.llm = llm
         self.services = ServicesCache(engine.db, vault)
-        self.agents = AgentRuntime(engine.db, llm, self.services, base_url) if llm else None
         self.per_run_limit = per_run_limit
         self.global_limit = global_limit
         self.on_advance = on_advance
         self._global: asyncio.Semaphore | None = None
         self._tasks: dict[UUID, set[asyncio.Task[Finished]]] = {}
+
+    @cached_property
+    def agents(self) -> AgentRuntime | None:
+        """Where governed agents run (None without a model gateway), built when first asked
+        for: it brings the agent loop and every tool's module, which only an AI_AGENT node
+        bound to an agent (or an exam) uses."""
+        if self.llm is None:
+            return None
+        from loom.agents.runtime import AgentRuntime
+
+        return AgentRuntime(self.engine.db, self.llm, self.services, self.base_url)
 
     def _advance(
         self, workspace_id: UUID, run_id: UUID, finished: list[Finished] | None = None, **kw: Any
@@ -182,8 +196,22 @@ class LocalRunner:
             humans=humans or HilDesk(self.engine.db, workspace_id, self.base_url),
             llm=self.llm,
             memory=WorkspaceMemory(self.engine.db, workspace_id, invocation.run_id),
-            agents=self.agents,
+            agents=_Agents(self) if self.llm is not None else None,
         )
+
+
+class _Agents:
+    """The runner's ``AgentDesk``: its agent runtime, built when a node first runs an agent."""
+
+    def __init__(self, runner: LocalRunner) -> None:
+        self.runner = runner
+
+    async def run_for_node(
+        self, ctx: NodeContext, request: AgentRequest, stack: AsyncExitStack
+    ) -> AgentAnswer:
+        runtime = self.runner.agents
+        assert runtime is not None  # lent only by a runner with a model gateway
+        return await runtime.run_for_node(ctx, request, stack)
 
 
 class _Children:

@@ -41,7 +41,10 @@ class CredentialType(StrEnum):
 
 
 class CredentialData(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    # A type's validator is built on its first use: a node resolves one type, not all.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, defer_build=True
+    )
 
     def reveal(self) -> dict[str, Any]:
         """The plain JSON form, secrets included: only for sealing."""

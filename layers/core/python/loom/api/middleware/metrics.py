@@ -83,15 +83,18 @@ class RouteMetrics:
 
 
 class RouteTemplates:
-    """Matches a request to its route template the way the router will.
+    """The route template of a request.
 
-    Built on first use from the app's routes (with included routers' prefixes), so the
-    templates are known even for requests a middleware answers before routing (413, 429).
+    After routing, the router has put the matched route in the scope: its template is
+    looked up by the route. A request a middleware answered before routing (413, 429) is
+    matched the way the router would, against every template with its included routers'
+    prefixes. Both tables are built on first use, once the app's routes are all in.
     """
 
     def __init__(self, router: Router) -> None:
         self.router = router
         self._table: list[_Entry] | None = None
+        self._by_route: dict[int, str | None] = {}
 
     def _build(self) -> list[_Entry]:
         table: list[_Entry] = []
@@ -101,11 +104,17 @@ class RouteTemplates:
             regex, template, _ = compile_path(context.path)
             methods = frozenset(context.methods) if context.methods else None
             table.append((regex, template, methods))
+            # A route mounted under two prefixes has no one template: matched instead.
+            known = id(context.original_route)
+            self._by_route[known] = None if known in self._by_route else template
         return table
 
     def match(self, scope: Scope) -> str:
         if self._table is None:
             self._table = self._build()
+        routed = self._by_route.get(id(scope.get("route")))
+        if routed is not None:
+            return routed
         path = route_path(scope)
         partial: str | None = None
         for regex, template, methods in self._table:
@@ -128,7 +137,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-        template = self.templates.match(scope)
         status = 500
         started = time.perf_counter()
 
@@ -145,6 +153,7 @@ class MetricsMiddleware:
             raise
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
+            template = self.templates.match(scope)
             self.metrics.record(f"{method} {template}", status, duration_ms)
             log.info(
                 "request method=%s route=%s status=%d duration_ms=%.1f",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom.observability import request_id_var
@@ -15,9 +15,13 @@ _ACCEPTED = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 def incoming_or_new(scope: Scope) -> str:
-    given = Headers(scope=scope).get("x-request-id")
-    if given is not None and _ACCEPTED.fullmatch(given):
-        return given
+    # ASGI servers lower-case header names; a scan beats building a Headers per request.
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            given: str = value.decode("latin-1")
+            if _ACCEPTED.fullmatch(given):
+                return given
+            break
     return str(uuid.uuid4())
 
 

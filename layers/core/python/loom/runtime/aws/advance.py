@@ -16,7 +16,6 @@ from uuid import UUID
 
 from loom.db import executions
 from loom.engine.advance import Advance, Invocation
-from loom.engine.invoke import prepare_parameters
 from loom.engine.run_state import ReadyItem
 from loom.errors import ConfigError, LoomError
 from loom.runtime.aws.dispatcher import execution_arn, start
@@ -118,8 +117,9 @@ def _human_timer(invocation: Invocation) -> int:
     """Seconds the state machine waits for a person: the node's own timeout, evaluated
     like its other parameters, plus a margin. Parameters that do not evaluate fail the
     node when it runs; until then the longest timeout applies."""
-    # The graph loaded this module with the node's spec; imported above, it would load for
-    # every workflow (with jsonschema), people in it or not.
+    # Only human waits need these: imported above, they would load for every workflow
+    # (jsonschema with the node module, jsonata to evaluate), people in it or not.
+    from loom.engine.invoke import prepare_parameters
     from loom.nodes.human import MAX_TIMEOUT_SECONDS, ApprovalParameters, InputParameters
 
     node_id = invocation.item.node_id

@@ -10,30 +10,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import loom.runtime.aws.runner  # noqa: F401 - every invocation runs a node (build_runner)
 from loom.engine.hil import HilDesk
 from loom.engine.run_state import Finished
-from loom.runtime.aws import runner  # noqa: F401 - every invocation runs a node (platform.runner)
 from loom.runtime.aws.clients import client
 from loom.runtime.aws.platform import AwsPlatform
 from loom.runtime.aws.wire import stage, stale
+
+if TYPE_CHECKING:
+    from loom.engine.runner import LocalRunner
 
 DEFAULT_INLINE = 160 * 1024
 
 
 def run_node(platform: AwsPlatform, event: Mapping[str, Any]) -> dict[str, Any]:
-    workspace_id, run_id = UUID(str(event["workspace_id"])), UUID(str(event["run_id"]))
-    finished = _execute(platform, workspace_id, run_id, event["item"], None)
-    inline = int(event.get("inline_bytes") or DEFAULT_INLINE)
-    return stage(finished, inline, platform.blobs, workspace_id, run_id)
+    return _run_task(platform, platform.runner, event)
+
+
+def run_agent_node(platform: AwsPlatform, event: Mapping[str, Any]) -> dict[str, Any]:
+    """AI_AGENT nodes: executed with the model gateway."""
+    return _run_task(platform, platform.model_runner, event)
 
 
 def run_human(platform: AwsPlatform, event: Mapping[str, Any]) -> dict[str, Any]:
     workspace_id, run_id = UUID(str(event["workspace_id"])), UUID(str(event["run_id"]))
     token = str(event["task_token"])
-    finished = _execute(platform, workspace_id, run_id, event["item"], token)
+    finished = _execute(platform, platform.runner, workspace_id, run_id, event["item"], token)
     if finished.outcome == "suspended":
         platform.engine.advance(workspace_id, run_id, [finished])
         return {"waiting": finished.node_id}
@@ -43,8 +48,18 @@ def run_human(platform: AwsPlatform, event: Mapping[str, Any]) -> dict[str, Any]
     return report
 
 
+def _run_task(
+    platform: AwsPlatform, runner: LocalRunner, event: Mapping[str, Any]
+) -> dict[str, Any]:
+    workspace_id, run_id = UUID(str(event["workspace_id"])), UUID(str(event["run_id"]))
+    finished = _execute(platform, runner, workspace_id, run_id, event["item"], None)
+    inline = int(event.get("inline_bytes") or DEFAULT_INLINE)
+    return stage(finished, inline, platform.blobs, workspace_id, run_id)
+
+
 def _execute(
     platform: AwsPlatform,
+    runner: LocalRunner,
     workspace_id: UUID,
     run_id: UUID,
     item: Mapping[str, Any],
@@ -57,4 +72,4 @@ def _execute(
     desk = None
     if task_token is not None:
         desk = HilDesk(platform.db, workspace_id, platform.settings.base_url, task_token)
-    return platform.run(platform.runner.execute(invocation, humans=desk))
+    return platform.run(runner.execute(invocation, humans=desk))

@@ -1,6 +1,7 @@
 """One Lambda container's wiring: settings, database, blobs and engine, built on the first
 invocation and kept for the container's life; the runner that executes nodes is built on
-first use, by the functions that execute nodes (``loom.runtime.aws.runner``)."""
+first use, by the functions that execute nodes (``loom.runtime.aws.runner``), with the model
+gateway only in the functions that call models."""
 
 from __future__ import annotations
 
@@ -36,11 +37,20 @@ class AwsPlatform:
 
     @cached_property
     def runner(self) -> LocalRunner:
+        """Executes nodes without models: the node functions but AI_AGENT's."""
         # Imported here, not above: the functions that execute nodes import it with their
         # module (loom.runtime.aws.nodes, functions/workers/exams.py); the others never do.
         from loom.runtime.aws.runner import build_runner
 
-        return build_runner(self)
+        return build_runner(self, models=False)
+
+    @cached_property
+    def model_runner(self) -> LocalRunner:
+        """Executes nodes with the model gateway and the agent runtime: the model callers
+        (AI_AGENT nodes, exams), the only functions with the llm layer."""
+        from loom.runtime.aws.runner import build_runner
+
+        return build_runner(self, models=True)
 
 
 def build_platform(settings: Settings) -> AwsPlatform:
