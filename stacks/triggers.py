@@ -1,8 +1,9 @@
 """Triggers: the EventBridge Scheduler group ``loom`` whose schedules invoke, every
-minute, the functions that fire due CRON triggers and drain the intake queue, and every
-15 minutes the one that examines agents which became ready for their next level; the
-scheduler's role (it may invoke those three, nothing else) and the dead-letter queue of
-deliveries and invocations that failed.
+minute, the functions that fire due CRON triggers, drain the intake queue and start
+stranded runs (committed, never handed to Step Functions), and every 15 minutes the one
+that examines agents which became ready for their next level; the scheduler's role (it
+may invoke those four, nothing else) and the dead-letter queue of deliveries and
+invocations that failed.
 
 Also: the group ``loom-triggers`` of one schedule per deployed CRON trigger (made and
 removed at run time by the API functions that deploy; they invoke ``ScheduleFired``),
@@ -66,6 +67,7 @@ MAIL_RETENTION_DAYS = 30
 JOBS = {
     "ScheduleFired": Job("triggers/schedule_fired.handler"),
     "Intake": Job("workers/intake.handler"),
+    "StrandedRuns": Job("workers/stranded_runs.handler"),
     "Exams": EXAM_JOB,
 }
 

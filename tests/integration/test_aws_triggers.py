@@ -1,6 +1,7 @@
 """The minute jobs EventBridge Scheduler invokes on AWS, through moto and the real entry
 points: a due CRON trigger starts one run that Step Functions drives, however often the
-job runs; queued intake events start their runs when the queue is drained."""
+job runs; queued intake events start their runs when the queue is drained; a run that was
+committed but never handed to Step Functions is started a minute later, once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import boto3
 import pytest
 
 from loom.db import Database
+from loom.engine.service import start_run
+from loom.runtime.aws.platform import current_platform
 from loom.triggers.deploy import deploy
 from loom.triggers.events import TOPIC, TriggerEvent
 from loom.triggers.queue import PostgresQueue
@@ -86,3 +89,27 @@ def test_queued_intake_events_start_their_runs(
     assert aws.wait_for_run(run["id"])[-1]["status"] == "SUCCEEDED"
     (run,) = runs_of(database, workspace, workflow_id)
     assert run["status"] == "SUCCESS" and run["input"] == {"n": 1}
+
+
+def test_a_run_never_handed_to_step_functions_is_started_a_minute_later(
+    aws: AwsEngine, database: Database, workspace: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflow_id = create_workflow(database, workspace, flow(webhook())).workflow_id
+    # Committed, then the start of their executions lost (as if StartExecution failed).
+    stranded = start_run(database, workspace, workflow_id, {"n": 2}).run_id
+    recent = start_run(database, workspace, workflow_id, {"n": 3}).run_id
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    with database.tenant(workspace) as conn:
+        for run_id, created in ((stranded, long_ago), (recent, long_ago + timedelta(seconds=30))):
+            conn.execute("UPDATE runs SET created_at = %s WHERE id = %s", (created, run_id))
+    # The job's clock: 75 s after the first, 45 s after the second. Other tests' runs, all
+    # created since 2001, are too recent for it.
+    later = long_ago + timedelta(seconds=75)
+    monkeypatch.setattr(current_platform().engine, "clock", lambda: later)
+
+    assert _invoke("loom-stranded-runs") == {"started": 1, "failed": 0}
+    assert aws.wait_for_run(stranded)[-1]["status"] == "SUCCEEDED"
+    states = {run["id"]: run for run in runs_of(database, workspace, workflow_id)}
+    assert states[stranded]["status"] == "SUCCESS" and states[stranded]["input"] == {"n": 2}
+    assert states[recent]["status"] == "NEW"  # not a minute old: its start may be in flight
+    assert _invoke("loom-stranded-runs") == {"started": 0, "failed": 0}

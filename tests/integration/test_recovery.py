@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from psycopg.conninfo import make_conninfo
 
+import tests.utils.test_nodes  # noqa: F401 - registers ACTION.TEST, which the workflows here use
 from loom.db import Database, DatabaseUrls, apply_migrations
 from loom.engine.service import get_run, start_run
 from loom.workflows.service import create_workflow

@@ -37,6 +37,7 @@ NO_HTTP = [
     "functions.workers.intake",
     "functions.workers.migrate",
     "functions.workers.redrive",
+    "functions.workers.stranded_runs",
 ]
 NO_DATABASE = ["functions.nodes.code", "functions.workers.redrive"]
 # Build the model gateway (AI_AGENT's) on their first invocation, the agent runtime when an

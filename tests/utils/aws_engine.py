@@ -56,6 +56,7 @@ FUNCTIONS = {
     "loom-node-code": "functions.nodes.code",
     "loom-schedule-fired": "functions.triggers.schedule_fired",
     "loom-intake": "functions.workers.intake",
+    "loom-stranded-runs": "functions.workers.stranded_runs",
     "loom-intake-consumer": "functions.triggers.intake_consumer",
     "loom-redrive": "functions.workers.redrive",
     "loom-mail-received": "functions.triggers.mail_received",

@@ -274,6 +274,14 @@ def locate_active_runs(conn: Conn, engine: str) -> list[tuple[UUID, UUID]]:
     return [(r["workspace_id"], r["run_id"]) for r in rows]
 
 
+def locate_stranded_runs(conn: Conn, before: datetime, limit: int) -> list[tuple[UUID, UUID]]:
+    """Top-level runs created before ``before`` that are still NEW, oldest first."""
+    rows = conn.execute(
+        "SELECT workspace_id, run_id FROM loom_locate_stranded_runs(%s, %s)", (before, limit)
+    ).fetchall()
+    return [(r["workspace_id"], r["run_id"]) for r in rows]
+
+
 def json_param(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 

@@ -101,7 +101,11 @@ class _Agent:
     def __init__(self, ctx: NodeContext, params: AgentParameters) -> None:
         if ctx.llm is None:
             raise AgentFailed(
-                "This engine has no LLM gateway.", solution="Run on `loom up` or on AWS."
+                "This engine has no LLM gateway. On AWS only the AI_AGENT function has one: "
+                "an AI_AGENT node inside a FLOW.LOOP body runs in the FLOW function, and "
+                "cannot call a model there yet.",
+                solution="Run this workflow on `loom up`, or on AWS move the AI_AGENT node "
+                "out of the loop body.",
             )
         self.ctx = ctx
         self.params = params
