@@ -36,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 400.0
@@ -103,7 +104,7 @@ def layer_modules(*requirement_files: Path) -> frozenset[str]:
     ]
     while todo:
         requirement = todo.pop()
-        name = _normal(requirement.name)
+        name = canonicalize_name(requirement.name)
         if name in wanted:
             continue
         wanted.add(name)
@@ -121,13 +122,9 @@ def layer_modules(*requirement_files: Path) -> frozenset[str]:
     modules = {
         top
         for top, dists in metadata.packages_distributions().items()
-        if any(_normal(dist) in wanted for dist in dists)
+        if any(canonicalize_name(dist) in wanted for dist in dists)
     }
     return frozenset(modules | set(RUNTIME) | set(OURS))
-
-
-def _normal(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def import_ms(

@@ -29,6 +29,7 @@ from aws_cdk import (
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from packaging.utils import canonicalize_name
 
 from stacks.constants import ROOT, SERVICE_NAME, SKIP_BUNDLING
 from stacks.nag import acknowledge
@@ -116,14 +117,14 @@ def resolved_versions(requirements: Path) -> dict[str, str]:
         ]  # fmt: skip
         subprocess.run(command, check=True)  # noqa: S603 - our own interpreter and file
         found = json.loads(report.read_text())["install"]
-    return {_normal(item["metadata"]["name"]): item["metadata"]["version"] for item in found}
+    return {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"] for i in found}
 
 
 def remove_distributions(target: Path, names: Collection[str]) -> None:
     """Delete the installed distributions ``names`` from ``target``, by their RECORD."""
     target = target.resolve()
     for dist in metadata.distributions(path=[str(target)]):
-        if _normal(dist.metadata["Name"]) not in names:
+        if canonicalize_name(dist.metadata["Name"]) not in names:
             continue
         folders: set[Path] = set()
         for file in dist.files or []:
@@ -135,10 +136,6 @@ def remove_distributions(target: Path, names: Collection[str]) -> None:
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-
-
-def _normal(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
 
 
 @jsii.implements(ILocalBundling)

@@ -15,6 +15,9 @@ from loom.nodes.base import NodeSpec
 from loom.workflows.definition import NodeType
 
 _SPECS: dict[tuple[NodeType, str], NodeSpec] = {}
+# The catalogue as last built, and the specs it was built from: each spec's JSON Schema
+# takes milliseconds to build, and a registered spec never changes.
+_catalogue: tuple[tuple[int, ...], dict[str, Any]] = ((), {})
 
 _N = "loom.nodes."
 # (type, subtype) -> the module that registers it (tests/unit/test_catalogue.py checks it).
@@ -74,5 +77,11 @@ def all_specs() -> list[NodeSpec]:
 
 
 def catalogue() -> dict[str, Any]:
-    """The whole catalogue as JSON, for UIs and the workflow builder."""
-    return {"node_types": [spec.catalogue_entry() for spec in all_specs()]}
+    """The whole catalogue as JSON, for UIs and the workflow builder: shared, not to be
+    changed by its callers."""
+    global _catalogue
+    specs = all_specs()
+    built_from = tuple(id(spec) for spec in specs)
+    if _catalogue[0] != built_from:
+        _catalogue = (built_from, {"node_types": [spec.catalogue_entry() for spec in specs]})
+    return _catalogue[1]
