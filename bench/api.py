@@ -1,8 +1,11 @@
 """API figures on loopback: p50, p99 and requests/s with 50 concurrent clients for 20 s each
 on GET /v1/runs/{id}, POST /v1/workflows/{id}/runs, and a bare FastAPI hello endpoint in
 the same run (separate server processes; the load comes from a third). Targets: starting
-runs at >= 40% of the hello throughput, p99 <= 50 ms. Then the cold import time of every
-functions/api module, above a bare `import fastapi`, and whether any imports litellm.
+runs at >= 40% of the hello throughput, p99 <= 50 ms. Under each Loom route, the CPU each
+request cost the API process, the engine process (which runs the started runs) and
+Postgres: on one small machine they share the cores, so these say where a request's time
+goes. Then the cold import time of every functions/api module, above a bare `import
+fastapi`, and whether any imports litellm.
 
 usage: python bench/api.py [--seconds 20] [--clients 50]
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -92,6 +96,57 @@ async def _load(
 
     await asyncio.gather(*(worker() for _ in range(clients)))
     return latencies, errors, len(latencies)
+
+
+class CpuMeter:
+    """CPU seconds of the Loom processes by part: the API (``loom up`` itself), the engine
+    (its child processes) and Postgres (the embedded server under ``pgdata`` and its
+    backends). Reaped processes count through their parents' children times."""
+
+    def __init__(self, loom: int, pgdata: str) -> None:
+        self.loom = psutil.Process(loom)
+        self.pgdata = pgdata
+
+    def read(self) -> dict[str, float]:
+        postmasters = [
+            p
+            for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "postgres" and self.pgdata in " ".join(p.info["cmdline"] or [])
+        ]
+        return {
+            "API": _seconds([self.loom], children=False),
+            "engine": _seconds(self.loom.children(recursive=True), children=True),
+            "Postgres": _seconds(
+                [*postmasters, *(c for p in postmasters for c in p.children(recursive=True))],
+                children=True,
+            ),
+        }
+
+
+def _seconds(processes: list[psutil.Process], *, children: bool) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+        if children:
+            total += times.children_user + times.children_system
+    return total
+
+
+def _measured(meter: CpuMeter, load: Any) -> tuple[tuple[list[float], int, int], dict[str, float]]:
+    """``load``'s result, and the CPU each part spent during it."""
+    before = meter.read()
+    result = asyncio.run(load)
+    after = meter.read()
+    return result, {part: after[part] - before[part] for part in after}
+
+
+def _report_cpu(spent: dict[str, float], requests: int) -> None:
+    parts = ", ".join(f"{part} {seconds / requests * 1000:.2f}" for part, seconds in spent.items())
+    print(f"{'':<34}CPU ms per request: {parts}")
 
 
 def _report(label: str, result: tuple[list[float], int, int], seconds: float) -> float:
@@ -177,26 +232,24 @@ def main() -> None:
                 ),
                 args.seconds,
             )
-            _report(
-                "GET /v1/runs/{id}",
-                asyncio.run(
-                    _load("GET", f"{base}/v1/runs/{run_id}", headers=headers, body=None, **load)
-                ),
-                args.seconds,
+            meter = CpuMeter(loom.pid, f"{tmp}/.loom")
+            result, spent = _measured(
+                meter, _load("GET", f"{base}/v1/runs/{run_id}", headers=headers, body=None, **load)
             )
-            start_rps = _report(
-                "POST /v1/workflows/{id}/runs",
-                asyncio.run(
-                    _load(
-                        "POST",
-                        f"{base}/v1/workflows/{flow}/runs",
-                        headers=headers,
-                        body={"input": run_input},
-                        **load,
-                    )
+            _report("GET /v1/runs/{id}", result, args.seconds)
+            _report_cpu(spent, result[2])
+            result, spent = _measured(
+                meter,
+                _load(
+                    "POST",
+                    f"{base}/v1/workflows/{flow}/runs",
+                    headers=headers,
+                    body={"input": run_input},
+                    **load,
                 ),
-                args.seconds,
             )
+            start_rps = _report("POST /v1/workflows/{id}/runs", result, args.seconds)
+            _report_cpu(spent, result[2])
             print(f"start-run throughput / bare hello: {start_rps / hello_rps:.0%} (target >= 40%)")
         finally:
             for proc in (loom, hello):

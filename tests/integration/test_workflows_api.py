@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -114,6 +116,39 @@ def test_idempotency_key_starts_one_run(http: httpx.Client, me: Session) -> None
     assert (first.json()["created"], second.json()["created"]) == (True, False)
     runs = http.get(f"/v1/runs?workflow_id={flow}", headers=me.headers).json()["items"]
     assert len(runs) == 1
+
+
+def _start_together(
+    base_url: httpx.URL, path: str, headers: dict[str, str], ready: threading.Barrier
+) -> dict[str, Any]:
+    with httpx.Client(base_url=base_url, timeout=30) as own:
+        own.get("/v1/public/health")  # connected before the race starts
+        ready.wait(timeout=30)
+        response = own.post(path, headers=headers, json={"input": {}})
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_concurrent_starts_with_one_idempotency_key_make_one_run(
+    http: httpx.Client, me: Session
+) -> None:
+    clients = 12
+    ready = threading.Barrier(clients)
+    for _ in range(3):  # a few rounds: the interleavings differ from one to the next
+        flow = _create(http, me)
+        headers = {**me.headers, "Idempotency-Key": f"order-{uuid.uuid4()}"}
+        path = f"/v1/workflows/{flow}/runs"
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            futures = [
+                pool.submit(_start_together, http.base_url, path, headers, ready)
+                for _ in range(clients)
+            ]
+            answers = [f.result() for f in futures]
+        assert len({a["run_id"] for a in answers}) == 1
+        assert sorted(a["created"] for a in answers) == [False] * (clients - 1) + [True]
+        runs = http.get(f"/v1/runs?workflow_id={flow}", headers=me.headers).json()["items"]
+        assert len(runs) == 1
 
 
 def test_events_as_json_pages_and_as_server_sent_events(http: httpx.Client, me: Session) -> None:

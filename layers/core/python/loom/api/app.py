@@ -18,6 +18,7 @@ from loom.config import Settings, get_settings
 from loom.db import Database
 
 if TYPE_CHECKING:
+    from loom.db.async_database import AsyncDatabase
     from loom.engine.dispatch import RunDispatcher
 
 
@@ -40,19 +41,20 @@ def create_app(
     """Build an app holding ``routers`` (default: the whole API, ``loom.api.routers``).
 
     ``db_factory`` is called once at start-up; whoever made the database closes it (``loom
-    up`` shares it with the engine, a Lambda keeps it for the life of the container).
+    up`` shares it with the engine, a Lambda keeps it for the life of the container). The
+    pool for coroutines beside it belongs to the app (see ``start_serving``).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.shutting_down = False
-        app.state.db = db_factory()
+        await start_serving(app)
         try:
             yield
         finally:
-            app.state.shutting_down = True
+            await stop_serving(app)
 
     app = FastAPI(title="Loom API", version=__version__, lifespan=lifespan)
+    app.state.db_factory = db_factory
     app.state.settings = settings or get_settings()
     app.state.dispatcher = dispatcher
     install_error_handlers(app)
@@ -66,3 +68,21 @@ def create_app(
         app.include_router(router)
     install_middleware(app, app.state.settings)
     return app
+
+
+async def start_serving(app: FastAPI) -> None:
+    """Start-up: the database, and a pool for coroutines beside it on the running loop
+    (``loom.db.async_database``). A Lambda runs this once per container, not per
+    invocation, so its connections outlive each request."""
+    app.state.shutting_down = False
+    db: Database = app.state.db_factory()
+    app.state.db = db
+    app.state.adb = await db.beside().open()
+
+
+async def stop_serving(app: FastAPI) -> None:
+    app.state.shutting_down = True
+    adb: AsyncDatabase | None = getattr(app.state, "adb", None)
+    if adb is not None:
+        app.state.adb = None
+        await adb.close()

@@ -1,8 +1,8 @@
 """Dependencies shared by the routers: the database, the settings, the caller, and the
 engine runs are handed to.
 
-The ones that do no I/O are ``async`` so FastAPI calls them inline instead of sending
-each to the thread pool; authentication queries the database and stays synchronous."""
+All are ``async``, so FastAPI calls them on the event loop instead of sending each to
+the thread pool: authentication awaits the database on the app's ``AsyncDatabase``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from loom.auth.principal import Principal, Role
 from loom.config import Settings
 from loom.db import Database
+from loom.db.async_database import AsyncDatabase
 from loom.errors import DatabaseUnavailable, NotImplementedYet
 
 if TYPE_CHECKING:
@@ -32,15 +33,27 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_async_db(request: Request) -> AsyncDatabase:
+    adb: AsyncDatabase | None = getattr(request.app.state, "adb", None)
+    if adb is None:
+        raise DatabaseUnavailable("The database is not connected.", solution="Retry shortly.")
+    return adb
+
+
 DatabaseDep = Annotated[Database, Depends(get_db)]
+AsyncDatabaseDep = Annotated[AsyncDatabase, Depends(get_async_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_principal(request: Request, db: DatabaseDep, settings: SettingsDep) -> Principal:
-    """The caller, from its bearer token or API key; 401 without a valid one."""
+async def get_principal(request: Request) -> Principal:
+    """The caller, from its bearer token or API key; 401 without a valid one. Reads the
+    app's state itself rather than through sub-dependencies: it runs on every request."""
     from loom.auth.authenticate import authenticate_request
 
-    return authenticate_request(request, db, settings)
+    state = request.app.state
+    return await authenticate_request(
+        request, await get_db(request), await get_async_db(request), state.settings
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

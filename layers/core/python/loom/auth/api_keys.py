@@ -23,6 +23,7 @@ import psycopg
 from loom.auth.principal import SCOPES, Principal, Role, Unauthorized
 from loom.auth.service import require_user
 from loom.db import identity as repo
+from loom.db.async_database import AsyncDatabase
 from loom.db.database import Database
 from loom.errors import InvalidInput, NotFound
 
@@ -111,32 +112,33 @@ def revoke_api_key(db: Database, principal: Principal, key_id: UUID) -> None:
         raise NotFound("No API key with this id.", solution="List keys with GET /v1/api-keys.")
 
 
-def authenticate_api_key(db: Database, key: str) -> Principal:
+async def authenticate_api_key(db: AsyncDatabase, key: str) -> Principal:
     """The principal of a valid, unexpired, unrevoked key; ``Unauthorized`` otherwise."""
     parsed = parse_key(key)
     if parsed is None:
         raise _invalid()
     prefix, secret = parsed
     digest = hash_secret(secret)
-    with db.system() as conn:
-        located = repo.locate_api_key(conn, prefix)
-    if located is None:
+    (located,) = await db.read(None, (repo.LOCATE_API_KEY, (prefix,)))
+    if not located:
         raise _invalid()
-    workspace_id, key_id = located
-    with db.tenant(workspace_id) as conn:
-        row = repo.get_api_key_secret(conn, key_id)
-        if row is None or not hmac.compare_digest(row["key_hash"], digest):
-            raise _invalid()
-        # The secret matched: saying why the key no longer works helps only its holder.
-        if row["revoked"]:
-            raise Unauthorized(
-                "This API key has been revoked.", solution="Ask a workspace admin for a new key."
-            )
-        if row["expired"]:
-            raise Unauthorized(
-                "This API key has expired.", solution="Ask a workspace admin for a new key."
-            )
-        repo.touch_api_key(conn, key_id)
+    workspace_id, key_id = located[0]["workspace_id"], located[0]["key_id"]
+    (found,) = await db.read(workspace_id, (repo.READ_API_KEY, (key_id,)))
+    row = found[0] if found else None
+    if row is None or not hmac.compare_digest(row["key_hash"], digest):
+        raise _invalid()
+    # The secret matched: saying why the key no longer works helps only its holder.
+    if row["revoked"]:
+        raise Unauthorized(
+            "This API key has been revoked.", solution="Ask a workspace admin for a new key."
+        )
+    if row["expired"]:
+        raise Unauthorized(
+            "This API key has expired.", solution="Ask a workspace admin for a new key."
+        )
+    if row["use_unrecorded"]:
+        async with db.tenant(workspace_id) as conn:
+            await conn.execute(repo.TOUCH_API_KEY, (key_id,))
     return Principal(
         kind="api_key", workspace_id=workspace_id, key_id=key_id, scopes=frozenset(row["scopes"])
     )

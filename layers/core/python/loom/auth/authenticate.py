@@ -6,6 +6,10 @@ credential, never from a header or the URL. For people, membership and role are 
 per request in a tenant transaction, so removing a member or changing a role takes effect
 at once. Every failure is a 401 whose message says what to send, never why a guess was
 close.
+
+This runs on every request, so it runs on the event loop: Loom tokens are verified in
+memory (``tokens``), keys and roles are read on an ``AsyncDatabase``. Only an OIDC token,
+whose check may fetch the issuer's keys and create the user, takes a worker thread.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import jwt
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from loom.auth import oidc, tokens
@@ -20,25 +25,28 @@ from loom.auth.api_keys import KEY_PREFIX, authenticate_api_key
 from loom.auth.principal import Principal, Role, Unauthorized
 from loom.config import Settings
 from loom.db import identity as repo
+from loom.db.async_database import AsyncDatabase
 from loom.db.database import Database
 
 # Far above any real token; refuses oversized input before any parsing.
 MAX_CREDENTIAL_LENGTH = 8192
 
 
-def authenticate_request(request: Request, db: Database, settings: Settings) -> Principal:
+async def authenticate_request(
+    request: Request, db: Database, adb: AsyncDatabase, settings: Settings
+) -> Principal:
     credential = _credential(request)
     if credential.startswith(KEY_PREFIX):
-        return authenticate_api_key(db, credential)
-    user_id, workspace_id = _verify_jwt(credential, db, settings)
-    with db.tenant(workspace_id) as conn:
-        role = repo.get_active_role(conn, workspace_id=workspace_id, user_id=user_id)
-    if role is None:
+        return await authenticate_api_key(adb, credential)
+    user_id, workspace_id = await _verify_jwt(credential, db, settings)
+    (member,) = await adb.read(workspace_id, (repo.ACTIVE_ROLE, (workspace_id, user_id)))
+    if not member:
         raise Unauthorized(
             "You are not a member of this workspace.",
             solution="Sign in again (POST /v1/auth/login).",
         )
-    return Principal(kind="user", workspace_id=workspace_id, user_id=user_id, role=Role.parse(role))
+    role = Role.parse(str(member[0]["role"]))
+    return Principal(kind="user", workspace_id=workspace_id, user_id=user_id, role=role)
 
 
 def _credential(request: Request) -> str:
@@ -75,7 +83,7 @@ def _credential(request: Request) -> str:
     return credential
 
 
-def _verify_jwt(token: str, db: Database, settings: Settings) -> tuple[UUID, UUID]:
+async def _verify_jwt(token: str, db: Database, settings: Settings) -> tuple[UUID, UUID]:
     """(user id, workspace id) of a valid Loom or OIDC token; the issuer decides which
     check applies, and each check pins its own algorithms and keys."""
     if oidc.enabled(settings):
@@ -84,7 +92,7 @@ def _verify_jwt(token: str, db: Database, settings: Settings) -> tuple[UUID, UUI
         except jwt.PyJWTError:
             raise tokens.invalid_token() from None
         if oidc.is_oidc_token(unverified.get("iss"), settings):
-            identity = oidc.verify(token, db, settings)
+            identity = await run_in_threadpool(oidc.verify, token, db, settings)
             return identity.user_id, identity.workspace_id
     claims = tokens.decode_access_token(token, settings)
     return claims.user_id, claims.workspace_id

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
@@ -24,6 +24,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from loom.config import Settings
 from loom.db.urls import DatabaseUrls, describe_target, resolve_urls
 from loom.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from loom.db.async_database import AsyncDatabase
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,9 @@ class Database:
         IAM auth token on AWS), instead of a password in the URL."""
         self.urls = urls
         self._timeout = timeout
+        self._min_size = min_size
+        self._max_size = max_size
+        self._password = password
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "row_factory": dict_row,
@@ -64,6 +70,19 @@ class Database:
             name="loom",
             kwargs=kwargs if password is None else lambda: {**kwargs, "password": password()},
             connection_class=psycopg.Connection[DictRow],
+        )
+
+    def beside(self) -> AsyncDatabase:
+        """A pool for coroutines to the same database, as the same role, as large as this
+        one; unopened (it belongs to the event loop that opens it)."""
+        from loom.db.async_database import AsyncDatabase
+
+        return AsyncDatabase(
+            self.urls,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            timeout=self._timeout,
+            password=self._password,
         )
 
     def open(self) -> Database:

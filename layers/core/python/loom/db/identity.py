@@ -1,7 +1,8 @@
 """SQL for users, workspaces, memberships, refresh tokens, invitations and API keys.
 
 Users and refresh tokens are global tables; everything else here is tenant data, read and
-written in ``Database.tenant`` units of work. The ``locate_*`` functions are the only
+written in ``Database.tenant`` units of work; what authentication reads on every request
+is awaited on an ``AsyncDatabase``. The ``locate_*`` functions are the only
 cross-workspace reads: SECURITY DEFINER functions owned by ``loom_locator`` (migration
 0003) that return ``(workspace_id, id)``-style pairs and nothing else.
 """
@@ -76,13 +77,15 @@ def insert_membership(conn: Conn, *, workspace_id: UUID, user_id: UUID, role: st
     )
 
 
+ACTIVE_ROLE = (
+    "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id "
+    "WHERE m.workspace_id = %s AND m.user_id = %s AND NOT u.disabled"
+)
+
+
 def get_active_role(conn: Conn, *, workspace_id: UUID, user_id: UUID) -> str | None:
     """The member's role, or None when not a member or the account is disabled."""
-    row = conn.execute(
-        "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id "
-        "WHERE m.workspace_id = %s AND m.user_id = %s AND NOT u.disabled",
-        (workspace_id, user_id),
-    ).fetchone()
+    row = conn.execute(ACTIVE_ROLE, (workspace_id, user_id)).fetchone()
     return None if row is None else str(row["role"])
 
 
@@ -302,22 +305,17 @@ def list_api_keys(conn: Conn, workspace_id: UUID) -> list[Row]:
     ).fetchall()
 
 
-def get_api_key_secret(conn: Conn, key_id: UUID) -> Row | None:
-    """What authentication needs: the hash, the scopes, and whether the key is usable."""
-    return conn.execute(
-        "SELECT id, workspace_id, prefix, key_hash, scopes, revoked_at IS NOT NULL AS revoked, "
-        "coalesce(expires_at <= now(), false) AS expired FROM api_keys WHERE id = %s",
-        (key_id,),
-    ).fetchone()
-
-
-def touch_api_key(conn: Conn, key_id: UUID) -> None:
-    """Record use, at most once a minute, so busy keys do not write on every request."""
-    conn.execute(
-        "UPDATE api_keys SET last_used_at = now() WHERE id = %s "
-        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        (key_id,),
-    )
+# What authentication reads and writes, in pipelined units of work on an AsyncDatabase:
+# the key's hash, scopes and usability, and whether its use is unrecorded for a minute
+# (use is written at most once a minute, so busy keys do not write on every request).
+READ_API_KEY = (
+    "SELECT id, workspace_id, prefix, key_hash, scopes, revoked_at IS NOT NULL AS revoked, "
+    "coalesce(expires_at <= now(), false) AS expired, "
+    "coalesce(last_used_at < now() - interval '1 minute', true) AS use_unrecorded "
+    "FROM api_keys WHERE id = %s"
+)
+TOUCH_API_KEY = "UPDATE api_keys SET last_used_at = now() WHERE id = %s"
+LOCATE_API_KEY = "SELECT workspace_id, key_id FROM loom_locate_api_key(%s)"
 
 
 def revoke_api_key(conn: Conn, key_id: UUID) -> bool:
@@ -327,10 +325,3 @@ def revoke_api_key(conn: Conn, key_id: UUID) -> bool:
         (key_id,),
     )
     return revoked.rowcount == 1
-
-
-def locate_api_key(conn: Conn, prefix: str) -> tuple[UUID, UUID] | None:
-    row = conn.execute(
-        "SELECT workspace_id, key_id FROM loom_locate_api_key(%s)", (prefix,)
-    ).fetchone()
-    return None if row is None else (row["workspace_id"], row["key_id"])

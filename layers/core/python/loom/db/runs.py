@@ -12,8 +12,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from loom.db.async_database import AsyncConn
 from loom.db.database import Conn
 
 _RUN_COLUMNS = """
@@ -118,31 +121,86 @@ def insert_run_once(
     idempotency key: then nothing is inserted and nothing raised (no savepoint needed)."""
     return conn.execute(
         _INSERT_UNLESS_KEY_EXISTS,
-        {
-            "id": run_id,
-            "ws": workspace_id,
-            "wf": workflow_id,
-            "version": version,
-            "input": Jsonb(input),
-            "trigger": Jsonb(trigger),
-            "key": idempotency_key,
-            "parent": None,
-            "parent_node": None,
-            "body_of": None,
-            "rerun_of": None,
-            "rerun_from": None,
-            "by": created_by,
-            "nodes": list(node_ids),
-            "event": Jsonb({"version": version, "trigger": trigger}),
-        },
+        _top_level_run(
+            run_id,
+            workspace_id,
+            workflow_id,
+            version,
+            input,
+            node_ids,
+            trigger,
+            idempotency_key,
+            created_by,
+        ),
     ).fetchone()
+
+
+async def add_run_once(
+    conn: AsyncConn,
+    *,
+    run_id: UUID,
+    workspace_id: UUID,
+    workflow_id: UUID,
+    version: int,
+    input: Any,
+    node_ids: Sequence[str],
+    trigger: dict[str, Any],
+    idempotency_key: str | None,
+    created_by: UUID | None,
+) -> AsyncCursor[DictRow]:
+    """``insert_run_once``, queued in a pipelined unit of work: the cursor gives the row
+    (or None) once read, which after the unit of work costs no round trip of its own."""
+    return await conn.execute(
+        _INSERT_UNLESS_KEY_EXISTS,
+        _top_level_run(
+            run_id,
+            workspace_id,
+            workflow_id,
+            version,
+            input,
+            node_ids,
+            trigger,
+            idempotency_key,
+            created_by,
+        ),
+    )
+
+
+def _top_level_run(
+    run_id: UUID,
+    workspace_id: UUID,
+    workflow_id: UUID,
+    version: int,
+    input: Any,
+    node_ids: Sequence[str],
+    trigger: dict[str, Any],
+    idempotency_key: str | None,
+    created_by: UUID | None,
+) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "ws": workspace_id,
+        "wf": workflow_id,
+        "version": version,
+        "input": Jsonb(input),
+        "trigger": Jsonb(trigger),
+        "key": idempotency_key,
+        "parent": None,
+        "parent_node": None,
+        "body_of": None,
+        "rerun_of": None,
+        "rerun_from": None,
+        "by": created_by,
+        "nodes": list(node_ids),
+        "event": Jsonb({"version": version, "trigger": trigger}),
+    }
+
+
+RUN_BY_KEY = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = %s AND idempotency_key = %s"
 
 
 def find_run_by_key(conn: Conn, workflow_id: UUID, key: str) -> dict[str, Any] | None:
-    return conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = %s AND idempotency_key = %s",
-        (workflow_id, key),
-    ).fetchone()
+    return conn.execute(RUN_BY_KEY, (workflow_id, key)).fetchone()
 
 
 def get_run(conn: Conn, run_id: UUID, *, lock: bool = False) -> dict[str, Any] | None:
@@ -153,13 +211,11 @@ def get_run(conn: Conn, run_id: UUID, *, lock: bool = False) -> dict[str, Any] |
 
 
 READ_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = %s"
+NODE_RUNS = f"SELECT {_NODE_COLUMNS} FROM node_runs WHERE run_id = %s ORDER BY created_at, node_id"
 
 
 def node_runs(conn: Conn, run_id: UUID) -> list[dict[str, Any]]:
-    return conn.execute(
-        f"SELECT {_NODE_COLUMNS} FROM node_runs WHERE run_id = %s ORDER BY created_at, node_id",
-        (run_id,),
-    ).fetchall()
+    return conn.execute(NODE_RUNS, (run_id,)).fetchall()
 
 
 def list_runs(

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from loom.db.async_database import AsyncConn
 from loom.db.database import Conn
 
 _WORKFLOW_COLUMNS = """
@@ -28,12 +29,17 @@ def insert_workflow(
     return row
 
 
+_WORKFLOW = f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE id = %s AND deleted_at IS NULL"
+
+
 def get_workflow(conn: Conn, workflow_id: UUID, *, lock: bool = False) -> dict[str, Any] | None:
     suffix = " FOR UPDATE" if lock else ""
-    return conn.execute(
-        f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE id = %s AND deleted_at IS NULL{suffix}",
-        (workflow_id,),
-    ).fetchone()
+    return conn.execute(_WORKFLOW + suffix, (workflow_id,)).fetchone()
+
+
+async def read_workflow(conn: AsyncConn, workflow_id: UUID) -> dict[str, Any] | None:
+    """``get_workflow``, awaited (the API)."""
+    return await (await conn.execute(_WORKFLOW, (workflow_id,))).fetchone()
 
 
 def find_workflow_by_name(conn: Conn, name: str) -> dict[str, Any] | None:
@@ -92,12 +98,19 @@ def add_version(
     return int(row["version"])
 
 
+_VERSION = (
+    "SELECT workflow_id, version, definition, checksum, created_by, created_at "
+    "FROM workflow_versions WHERE workflow_id = %s AND version = %s"
+)
+
+
 def get_version(conn: Conn, workflow_id: UUID, version: int) -> dict[str, Any] | None:
-    return conn.execute(
-        "SELECT workflow_id, version, definition, checksum, created_by, created_at "
-        "FROM workflow_versions WHERE workflow_id = %s AND version = %s",
-        (workflow_id, version),
-    ).fetchone()
+    return conn.execute(_VERSION, (workflow_id, version)).fetchone()
+
+
+async def read_version(conn: AsyncConn, workflow_id: UUID, version: int) -> dict[str, Any] | None:
+    """``get_version``, awaited (the API)."""
+    return await (await conn.execute(_VERSION, (workflow_id, version))).fetchone()
 
 
 def list_versions(conn: Conn, workflow_id: UUID) -> list[dict[str, Any]]:

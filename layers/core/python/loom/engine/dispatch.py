@@ -3,6 +3,7 @@ Functions. The API only starts rows and asks the dispatcher to drive or cancel t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 from uuid import UUID
 
@@ -22,3 +23,13 @@ class RunDispatcher(Protocol):
     def cancel(self, workspace_id: UUID, run_id: UUID, reason: str) -> RunStatus:
         """Cancel the run and whatever of it is in flight; return its status."""
         ...
+
+
+async def submit_from_loop(dispatcher: RunDispatcher, workspace_id: UUID, run_id: UUID) -> None:
+    """``submit`` from a coroutine without blocking its event loop. The local engines only
+    enqueue, so they are called in place; a dispatcher that calls out over the network
+    (Step Functions) says so with ``CALLS_OUT = True`` and is called in a worker thread."""
+    if getattr(dispatcher, "CALLS_OUT", False):
+        await asyncio.to_thread(dispatcher.submit, workspace_id, run_id)
+    else:
+        dispatcher.submit(workspace_id, run_id)

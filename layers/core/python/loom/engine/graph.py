@@ -12,12 +12,13 @@ from functools import cached_property
 from typing import Any
 from uuid import UUID
 
+from loom.db.async_database import AsyncConn
 from loom.db.database import Conn
 from loom.errors import LoomError
 from loom.nodes.base import NodeSpec
 from loom.nodes.registry import get_spec
 from loom.workflows.definition import ATTACHMENT_TYPES, Edge, Node, WorkflowDefinition
-from loom.workflows.versions import load_definition
+from loom.workflows.versions import load_definition, read_definition
 
 
 class UnknownNodeType(LoomError):
@@ -108,7 +109,8 @@ class Graph:
         return definition
 
 
-_GRAPHS: OrderedDict[tuple[UUID, int, tuple[str, ...]], Graph] = OrderedDict()
+_GraphKey = tuple[UUID, int, tuple[str, ...]]
+_GRAPHS: OrderedDict[_GraphKey, Graph] = OrderedDict()
 _GRAPHS_LIMIT = 256
 
 
@@ -118,16 +120,35 @@ def graph_for(
     """The graph of a pinned version (or of a FLOW.LOOP body inside it), built once per
     process: versions never change, so neither do their graphs."""
     key = (workflow_id, version, tuple(body_of or ()))
-    graph = _GRAPHS.get(key)
+    graph = _cached(key)
     if graph is None:
-        graph = Graph.build(load_definition(conn, workflow_id, version))
-        if body_of:
-            graph = Graph.build(graph.body(list(body_of)))
-        _GRAPHS[key] = graph
-        if len(_GRAPHS) > _GRAPHS_LIMIT:
-            _GRAPHS.popitem(last=False)
-    else:
+        graph = _remember(key, load_definition(conn, workflow_id, version))
+    return graph
+
+
+async def read_graph(conn: AsyncConn, workflow_id: UUID, version: int) -> Graph:
+    """``graph_for`` a whole version, awaited (the API)."""
+    key = (workflow_id, version, ())
+    graph = _cached(key)
+    if graph is None:
+        graph = _remember(key, await read_definition(conn, workflow_id, version))
+    return graph
+
+
+def _cached(key: _GraphKey) -> Graph | None:
+    graph = _GRAPHS.get(key)
+    if graph is not None:
         _GRAPHS.move_to_end(key)
+    return graph
+
+
+def _remember(key: _GraphKey, definition: WorkflowDefinition) -> Graph:
+    graph = Graph.build(definition)
+    if key[2]:
+        graph = Graph.build(graph.body(list(key[2])))
+    _GRAPHS[key] = graph
+    if len(_GRAPHS) > _GRAPHS_LIMIT:
+        _GRAPHS.popitem(last=False)
     return graph
 
 

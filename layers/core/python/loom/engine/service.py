@@ -12,12 +12,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from loom.db import runs as repo
+from loom.db.async_database import AsyncDatabase
 from loom.db.database import Conn, Database
-from loom.engine.graph import Graph, graph_for
+from loom.engine.graph import Graph, graph_for, read_graph
 from loom.engine.states import NodeStatus, RunStatus
 from loom.engine.values import find_nul
 from loom.errors import Conflict, InvalidInput, NotFound
-from loom.workflows.versions import live_version
+from loom.workflows.versions import live_version, read_live_version
 
 MAX_INPUT_BYTES = 5 * 1024 * 1024
 
@@ -82,11 +83,56 @@ def start_run(
         )
 
 
+async def start_run_awaited(
+    db: AsyncDatabase,
+    workspace_id: UUID,
+    workflow_id: UUID,
+    input: Any,
+    *,
+    version: int | None = None,
+    idempotency_key: str | None = None,
+    trigger: dict[str, Any] | None = None,
+    created_by: UUID | None = None,
+    max_input_bytes: int = MAX_INPUT_BYTES,
+) -> StartedRun:
+    """``start_run`` on the event loop (the API's hot path): the same checks and rows, in
+    one transaction of two round trips (the workflow, then the insert with the COMMIT)."""
+    check_input(input, max_input_bytes)
+    async with db.tenant(workspace_id) as conn:
+        if idempotency_key:
+            found = await conn.execute(repo.RUN_BY_KEY, (workflow_id, idempotency_key))
+            existing = await found.fetchone()
+            if existing is not None:
+                return _started_before(existing)
+        chosen = version if version is not None else await read_live_version(conn, workflow_id)
+        graph = await read_graph(conn, workflow_id, chosen)
+        inserted = await repo.add_run_once(
+            conn,
+            run_id=uuid4(),
+            workspace_id=workspace_id,
+            workflow_id=workflow_id,
+            version=chosen,
+            input=input,
+            node_ids=graph.order,
+            trigger=_trigger(graph, trigger),
+            idempotency_key=idempotency_key,
+            created_by=created_by,
+        )
+    row = await inserted.fetchone()
+    if row is not None:
+        return StartedRun(row["id"], RunStatus.NEW, created=True)
+    # Another start took the key between our read and insert: the run it made.
+    (taken,) = await db.read(workspace_id, (repo.RUN_BY_KEY, (workflow_id, idempotency_key)))
+    return _started_before(taken[0])
+
+
 def find_started(conn: Conn, workflow_id: UUID, idempotency_key: str) -> StartedRun | None:
     """The run an earlier start with this idempotency key created, if any."""
     existing = repo.find_run_by_key(conn, workflow_id, idempotency_key)
-    if existing is None:
-        return None
+    return None if existing is None else _started_before(existing)
+
+
+def _started_before(existing: dict[str, Any]) -> StartedRun:
     return StartedRun(existing["id"], RunStatus(existing["status"]), created=False)
 
 
@@ -279,11 +325,25 @@ def get_run(db: Database, workspace_id: UUID, run_id: UUID) -> RunDetail:
         return _detail(conn, run_id)
 
 
+async def read_run(db: AsyncDatabase, workspace_id: UUID, run_id: UUID) -> RunDetail:
+    """``get_run``, awaited (the API's hot path): one round trip."""
+    run, nodes = await db.read(
+        workspace_id, (repo.READ_RUN, (run_id,)), (repo.NODE_RUNS, (run_id,))
+    )
+    if not run:
+        raise _run_not_found(run_id)
+    return RunDetail(run[0], nodes)
+
+
 def _detail(conn: Conn, run_id: UUID) -> RunDetail:
     run = repo.get_run(conn, run_id)
     if run is None:
-        raise NotFound(f"Run {run_id} not found.", solution="Check the run id.")
+        raise _run_not_found(run_id)
     return RunDetail(run, repo.node_runs(conn, run_id))
+
+
+def _run_not_found(run_id: UUID) -> NotFound:
+    return NotFound(f"Run {run_id} not found.", solution="Check the run id.")
 
 
 def list_runs(

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from loom.db import workflows as repo
+from loom.db.async_database import AsyncConn
 from loom.db.database import Conn
 from loom.errors import InvalidInput, NotFound
 from loom.workflows.definition import WorkflowDefinition
@@ -30,12 +31,26 @@ def checksum(definition: dict[str, Any]) -> str:
 def require_workflow(conn: Conn, workflow_id: UUID, *, lock: bool = False) -> dict[str, Any]:
     row = repo.get_workflow(conn, workflow_id, lock=lock)
     if row is None:
-        raise NotFound(f"Workflow {workflow_id} not found.", solution="Check the workflow id.")
+        raise _workflow_not_found(workflow_id)
     return row
 
 
+def _workflow_not_found(workflow_id: UUID) -> NotFound:
+    return NotFound(f"Workflow {workflow_id} not found.", solution="Check the workflow id.")
+
+
 def live_version(conn: Conn, workflow_id: UUID) -> int:
-    row = require_workflow(conn, workflow_id)
+    return _live(workflow_id, repo.get_workflow(conn, workflow_id))
+
+
+async def read_live_version(conn: AsyncConn, workflow_id: UUID) -> int:
+    """``live_version``, awaited (the API)."""
+    return _live(workflow_id, await repo.read_workflow(conn, workflow_id))
+
+
+def _live(workflow_id: UUID, row: dict[str, Any] | None) -> int:
+    if row is None:
+        raise _workflow_not_found(workflow_id)
     if row["live_version"] is None:
         raise InvalidInput(
             f"Workflow {workflow_id} has no published version.", solution="Publish a version first."
@@ -47,7 +62,18 @@ def load_definition(conn: Conn, workflow_id: UUID, version: int) -> WorkflowDefi
     cached = _CACHE.get((workflow_id, version))
     if cached is not None:
         return cached
-    row = repo.get_version(conn, workflow_id, version)
+    return _parsed(workflow_id, version, repo.get_version(conn, workflow_id, version))
+
+
+async def read_definition(conn: AsyncConn, workflow_id: UUID, version: int) -> WorkflowDefinition:
+    """``load_definition``, awaited (the API)."""
+    cached = _CACHE.get((workflow_id, version))
+    if cached is not None:
+        return cached
+    return _parsed(workflow_id, version, await repo.read_version(conn, workflow_id, version))
+
+
+def _parsed(workflow_id: UUID, version: int, row: dict[str, Any] | None) -> WorkflowDefinition:
     if row is None:
         raise NotFound(
             f"Workflow {workflow_id} version {version} not found.",

@@ -165,8 +165,8 @@ class _Endpoint:
         request = Request(scope, receive)
         app = request.app
         try:
-            principal = await asyncio.to_thread(
-                authenticate_request, request, app.state.db, app.state.settings
+            principal = await authenticate_request(
+                request, app.state.db, app.state.adb, app.state.settings
             )
             if principal.kind != "api_key":
                 raise Unauthorized(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.deps import DatabaseDep, allow, dispatcher
+from loom.api.deps import AsyncDatabaseDep, DatabaseDep, allow, dispatcher
 from loom.auth.principal import Principal, Role
 from loom.db import Database
 from loom.engine import service
@@ -122,8 +122,8 @@ def handle_list_runs(
 
 
 @router.get("/{run_id}", response_model=RunDetailOut)
-def handle_get_run(run_id: UUID, db: DatabaseDep, principal: Reader) -> RunDetailOut:
-    detail = service.get_run(db, principal.workspace_id, run_id)
+async def handle_get_run(run_id: UUID, adb: AsyncDatabaseDep, principal: Reader) -> RunDetailOut:
+    detail = await service.read_run(adb, principal.workspace_id, run_id)
     return RunDetailOut(**detail.run, nodes=[NodeRunOut(**n) for n in detail.nodes])
 
 

@@ -9,10 +9,11 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.deps import DatabaseDep, SettingsDep, allow, dispatcher
+from loom.api.deps import AsyncDatabaseDep, DatabaseDep, SettingsDep, allow, dispatcher
 from loom.api.schemas import DeploymentStateOut
 from loom.auth.principal import Principal, Role
-from loom.engine.service import start_run
+from loom.engine.dispatch import submit_from_loop
+from loom.engine.service import start_run_awaited
 from loom.triggers.deploy import Deployment
 from loom.workflows import service
 from loom.workflows.definition import MAX_NAME_LENGTH
@@ -197,11 +198,11 @@ def handle_publish(
 
 
 @router.post("/{workflow_id}/runs", status_code=202, response_model=StartRunOut)
-def handle_start_run(
+async def handle_start_run(
     workflow_id: UUID,
     body: StartRunRequest,
     request: Request,
-    db: DatabaseDep,
+    adb: AsyncDatabaseDep,
     settings: SettingsDep,
     principal: Runner,
     idempotency_key: Annotated[
@@ -209,8 +210,8 @@ def handle_start_run(
     ] = None,
 ) -> StartRunOut:
     engine = dispatcher(request)
-    started = start_run(
-        db,
+    started = await start_run_awaited(
+        adb,
         principal.workspace_id,
         workflow_id,
         body.input,
@@ -221,5 +222,5 @@ def handle_start_run(
         max_input_bytes=settings.max_input_bytes,
     )
     if started.created:
-        engine.submit(principal.workspace_id, started.run_id)
+        await submit_from_loop(engine, principal.workspace_id, started.run_id)
     return StartRunOut(run_id=started.run_id, status=started.status.value, created=started.created)

@@ -1,6 +1,6 @@
 """API Gateway → Lambda: one router group per function, wrapped by Mangum.
 
-The app, its settings and its database pool are built on the first invocation, not at
+The app, its settings and its database pools are built on the first invocation, not at
 import, so a cold start pays only for what this function uses, and an invalid
 environment fails that invocation with the reason instead of crashing the import. With
 ``LOOM_STATE_MACHINE_ARN`` set, runs go to Step Functions (``StepFunctionsDispatcher``).
@@ -9,6 +9,7 @@ Powertools logs, traces and metrics every invocation, correlated by API Gateway'
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,7 @@ def lambda_handler_for(*routers: APIRouter) -> Handler:
 def _build(routers: tuple[APIRouter, ...]) -> Handler:
     from mangum import Mangum
 
-    from loom.api.app import create_app
+    from loom.api.app import create_app, start_serving
     from loom.api.routes import public
     from loom.config import get_settings
     from loom.db import Database
@@ -64,5 +65,8 @@ def _build(routers: tuple[APIRouter, ...]) -> Handler:
     app = create_app(
         open_database, settings=settings, dispatcher=dispatcher, routers=(public.router, *routers)
     )
-    handler: Handler = Mangum(app, lifespan="auto")
+    # Mangum would run the app's lifespan around every invocation, opening and closing its
+    # pools each time; it starts once per container instead, on the loop Mangum runs on.
+    asyncio.get_event_loop().run_until_complete(start_serving(app))
+    handler: Handler = Mangum(app, lifespan="off")
     return handler

@@ -63,6 +63,8 @@ def start(settings: Settings, name: str, payload: dict[str, Any]) -> None:
 
 
 class StepFunctionsDispatcher:
+    CALLS_OUT = True  # submit calls Step Functions: see loom.engine.dispatch.submit_from_loop
+
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
