@@ -14,7 +14,7 @@ import pytest
 from loom.db import Database
 from loom.db.async_database import AsyncDatabase
 from loom.errors import NotFound
-from tests.utils.pg import PgCluster
+from tests.utils.pg import PgCluster, insert_workflow
 
 T = TypeVar("T")
 
@@ -34,28 +34,11 @@ def _with_pool(cluster: PgCluster, use: Callable[[AsyncDatabase], Awaitable[T]])
     return asyncio.run(go())
 
 
-def _workflow(db: Database, ws: uuid.UUID, name: str) -> uuid.UUID:
-    with db.tenant(ws) as conn:
-        row = conn.execute(
-            "INSERT INTO workflows (workspace_id, name) VALUES (%s, %s) RETURNING id", (ws, name)
-        ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row["id"]))
-
-
-@pytest.fixture
-def other_workspace(database: Database) -> uuid.UUID:
-    ws = uuid.uuid4()
-    with database.tenant(ws) as conn:
-        conn.execute("INSERT INTO workspaces (id, name) VALUES (%s, 'B')", (ws,))
-    return ws
-
-
 def test_a_read_sees_one_workspace_and_no_workspace_sees_nothing(
     cluster: PgCluster, database: Database, workspace: uuid.UUID, other_workspace: uuid.UUID
 ) -> None:
-    mine = _workflow(database, workspace, "a-flow")
-    theirs = _workflow(database, other_workspace, "b-flow")
+    mine = insert_workflow(database, workspace, "a-flow")
+    theirs = insert_workflow(database, other_workspace, "b-flow")
 
     async def use(adb: AsyncDatabase) -> tuple[object, ...]:
         ids, by_id = await adb.read(
@@ -130,7 +113,7 @@ def test_a_failed_unit_of_work_leaves_nothing_and_the_connection_serves_the_next
 def test_a_session_level_workspace_never_reaches_the_next_unit_of_work(
     cluster: PgCluster, database: Database, workspace: uuid.UUID, other_workspace: uuid.UUID
 ) -> None:
-    _workflow(database, other_workspace, "b-flow")
+    insert_workflow(database, other_workspace, "b-flow")
 
     async def use(adb: AsyncDatabase) -> list[object]:
         async with adb.tenant(workspace) as conn:

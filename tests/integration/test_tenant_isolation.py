@@ -8,31 +8,14 @@ import psycopg
 import pytest
 
 from loom.db import Database
-from tests.utils.pg import PgCluster
-
-
-def _workflow(db: Database, ws: uuid.UUID, name: str) -> uuid.UUID:
-    with db.tenant(ws) as conn:
-        row = conn.execute(
-            "INSERT INTO workflows (workspace_id, name) VALUES (%s, %s) RETURNING id", (ws, name)
-        ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row["id"]))
-
-
-@pytest.fixture
-def other_workspace(database: Database) -> uuid.UUID:
-    ws = uuid.uuid4()
-    with database.tenant(ws) as conn:
-        conn.execute("INSERT INTO workspaces (id, name) VALUES (%s, 'B')", (ws,))
-    return ws
+from tests.utils.pg import PgCluster, insert_workflow
 
 
 def test_a_sees_none_of_bs_rows(
     database: Database, workspace: uuid.UUID, other_workspace: uuid.UUID
 ) -> None:
-    mine = _workflow(database, workspace, "a-flow")
-    theirs = _workflow(database, other_workspace, "b-flow")
+    mine = insert_workflow(database, workspace, "a-flow")
+    theirs = insert_workflow(database, other_workspace, "b-flow")
     with database.tenant(workspace) as conn:
         ids = {r["id"] for r in conn.execute("SELECT id FROM workflows").fetchall()}
         spaces = conn.execute("SELECT id FROM workspaces").fetchall()
@@ -57,8 +40,8 @@ def test_a_cannot_insert_rows_for_b(
 def test_a_cannot_update_or_delete_bs_rows_or_move_its_own(
     database: Database, workspace: uuid.UUID, other_workspace: uuid.UUID
 ) -> None:
-    theirs = _workflow(database, other_workspace, "b-flow")
-    mine = _workflow(database, workspace, "a-flow")
+    theirs = insert_workflow(database, other_workspace, "b-flow")
+    mine = insert_workflow(database, workspace, "a-flow")
     with database.tenant(workspace) as conn:
         updated = conn.execute("UPDATE workflows SET name = 'x' WHERE id = %s", (theirs,))
         assert updated.rowcount == 0
@@ -75,7 +58,7 @@ def test_a_cannot_update_or_delete_bs_rows_or_move_its_own(
 
 def test_pooled_connection_forgets_the_workspace(cluster: PgCluster, workspace: uuid.UUID) -> None:
     with Database(cluster.urls, min_size=1, max_size=1) as db:
-        _workflow(db, workspace, "a-flow")
+        insert_workflow(db, workspace, "a-flow")
         with db.tenant(workspace) as conn:
             pid = conn.info.backend_pid
             assert conn.execute("SELECT count(*) AS n FROM workflows").fetchone() == {"n": 1}
@@ -86,7 +69,7 @@ def test_pooled_connection_forgets_the_workspace(cluster: PgCluster, workspace: 
 
 
 def test_no_workspace_means_no_rows_and_no_writes(database: Database, workspace: uuid.UUID) -> None:
-    _workflow(database, workspace, "a-flow")
+    insert_workflow(database, workspace, "a-flow")
     with database.system() as conn:
         assert conn.execute("SELECT count(*) AS n FROM workflows").fetchone() == {"n": 0}
     with pytest.raises(psycopg.errors.InsufficientPrivilege), database.system() as conn:
@@ -96,7 +79,7 @@ def test_no_workspace_means_no_rows_and_no_writes(database: Database, workspace:
 def test_session_level_workspace_cannot_be_smuggled_past_a_transaction(
     database: Database, workspace: uuid.UUID, other_workspace: uuid.UUID
 ) -> None:
-    _workflow(database, other_workspace, "b-flow")
+    insert_workflow(database, other_workspace, "b-flow")
     with database.tenant(workspace) as conn:
         # A hostile statement that sets the workspace for the rest of the session...
         conn.execute("SELECT set_config('app.workspace_id', %s, false)", (str(other_workspace),))
@@ -108,7 +91,7 @@ def test_session_level_workspace_cannot_be_smuggled_past_a_transaction(
 
 
 def test_append_only_history(database: Database, workspace: uuid.UUID) -> None:
-    flow = _workflow(database, workspace, "a-flow")
+    flow = insert_workflow(database, workspace, "a-flow")
     with database.tenant(workspace) as conn:
         conn.execute(
             "INSERT INTO workflow_versions (workspace_id, workflow_id, version, definition, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from loom.db import Database
 from loom.db.embedded import start_embedded
 from loom.db.urls import OWNER_ROLE, DatabaseUrls, embedded_urls
 
@@ -42,3 +44,14 @@ class PgCluster:
 def start_test_cluster(pgdata: Path) -> PgCluster:
     socket_dir = start_embedded(pgdata)
     return PgCluster(socket_dir=socket_dir, urls=embedded_urls(socket_dir))
+
+
+def insert_workflow(db: Database, workspace: uuid.UUID, name: str) -> uuid.UUID:
+    """A bare workflow row in ``workspace``: something to see, or not, across tenants."""
+    with db.tenant(workspace) as conn:
+        row = conn.execute(
+            "INSERT INTO workflows (workspace_id, name) VALUES (%s, %s) RETURNING id",
+            (workspace, name),
+        ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row["id"]))

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg.abc import Params, QueryNoTemplate
 from psycopg.pq import TransactionStatus
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from loom.db.urls import DatabaseUrls, describe_target
-from loom.errors import DatabaseUnavailable
+from loom.db.database import cannot_connect, no_free_connection, pool_arguments
+from loom.db.urls import DatabaseUrls
 
 AsyncConn = psycopg.AsyncConnection[DictRow]
 Statement = tuple[QueryNoTemplate, Params]
@@ -53,19 +52,9 @@ class AsyncDatabase:
     ) -> None:
         self.urls = urls
         self._timeout = timeout
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "row_factory": dict_row,
-            "connect_timeout": timeout,
-        }
         self.pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
-            urls.app,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            open=False,
+            **pool_arguments(urls, min_size, max_size, timeout, password),
             name="loom-async",
-            kwargs=kwargs if password is None else lambda: {**kwargs, "password": password()},
             connection_class=psycopg.AsyncConnection[DictRow],
         )
 
@@ -74,11 +63,7 @@ class AsyncDatabase:
             await self.pool.open(wait=True, timeout=self._timeout)
         except PoolTimeout:
             await self.pool.close()
-            raise DatabaseUnavailable(
-                f"Cannot connect to Postgres at {describe_target(self.urls.app)} as loom_app.",
-                solution="Check that migrations ran (`loom db migrate`) and that the loom_app "
-                "role can log in (LOOM_APP_DATABASE_URL / LOOM_APP_DB_PASSWORD).",
-            ) from None
+            raise cannot_connect(self.urls) from None
         return self
 
     async def close(self) -> None:
@@ -113,7 +98,4 @@ class AsyncDatabase:
             async with self.pool.connection() as conn:
                 yield conn
         except PoolTimeout:
-            raise DatabaseUnavailable(
-                "No database connection became free in time.",
-                solution="Raise LOOM_POOL_MAX_SIZE or check the database for long transactions.",
-            ) from None
+            raise no_free_connection() from None

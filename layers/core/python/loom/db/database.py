@@ -56,19 +56,9 @@ class Database:
         self._min_size = min_size
         self._max_size = max_size
         self._password = password
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "row_factory": dict_row,
-            "connect_timeout": timeout,
-        }
         self.pool: ConnectionPool[Conn] = ConnectionPool(
-            urls.app,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            open=False,
+            **pool_arguments(urls, min_size, max_size, timeout, password),
             name="loom",
-            kwargs=kwargs if password is None else lambda: {**kwargs, "password": password()},
             connection_class=psycopg.Connection[DictRow],
         )
 
@@ -90,11 +80,7 @@ class Database:
             self.pool.open(wait=True, timeout=self._timeout)
         except PoolTimeout:
             self.pool.close()
-            raise DatabaseUnavailable(
-                f"Cannot connect to Postgres at {describe_target(self.urls.app)} as loom_app.",
-                solution="Check that migrations ran (`loom db migrate`) and that the loom_app "
-                "role can log in (LOOM_APP_DATABASE_URL / LOOM_APP_DB_PASSWORD).",
-            ) from None
+            raise cannot_connect(self.urls) from None
         return self
 
     def close(self) -> None:
@@ -138,10 +124,7 @@ class Database:
             with self.pool.connection() as conn:
                 yield conn
         except PoolTimeout:
-            raise DatabaseUnavailable(
-                "No database connection became free in time.",
-                solution="Raise LOOM_POOL_MAX_SIZE or check the database for long transactions.",
-            ) from None
+            raise no_free_connection() from None
 
     def ping(self) -> bool:
         try:
@@ -150,6 +133,46 @@ class Database:
             return True
         except (psycopg.Error, DatabaseUnavailable):
             return False
+
+
+def pool_arguments(
+    urls: DatabaseUrls,
+    min_size: int,
+    max_size: int,
+    timeout: float,
+    password: Callable[[], str] | None,
+) -> dict[str, Any]:
+    """What both pools (this one and ``AsyncDatabase``'s) are made with: autocommit
+    connections that return dicts, as ``loom_app``, and ``password`` asked for each new
+    connection."""
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "row_factory": dict_row,
+        "connect_timeout": timeout,
+    }
+    return {
+        "conninfo": urls.app,
+        "min_size": min_size,
+        "max_size": max_size,
+        "timeout": timeout,
+        "open": False,
+        "kwargs": kwargs if password is None else lambda: {**kwargs, "password": password()},
+    }
+
+
+def cannot_connect(urls: DatabaseUrls) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"Cannot connect to Postgres at {describe_target(urls.app)} as loom_app.",
+        solution="Check that migrations ran (`loom db migrate`) and that the loom_app "
+        "role can log in (LOOM_APP_DATABASE_URL / LOOM_APP_DB_PASSWORD).",
+    )
+
+
+def no_free_connection() -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        "No database connection became free in time.",
+        solution="Raise LOOM_POOL_MAX_SIZE or check the database for long transactions.",
+    )
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -104,96 +105,51 @@ def insert_run(
     return row
 
 
-def insert_run_once(
-    conn: Conn,
-    *,
-    run_id: UUID,
-    workspace_id: UUID,
-    workflow_id: UUID,
-    version: int,
-    input: Any,
-    node_ids: Sequence[str],
-    trigger: dict[str, Any],
-    idempotency_key: str | None,
-    created_by: UUID | None,
-) -> dict[str, Any] | None:
-    """``insert_run`` of a top-level run with id ``run_id``, unless a run already has the
-    idempotency key: then nothing is inserted and nothing raised (no savepoint needed)."""
-    return conn.execute(
-        _INSERT_UNLESS_KEY_EXISTS,
-        _top_level_run(
-            run_id,
-            workspace_id,
-            workflow_id,
-            version,
-            input,
-            node_ids,
-            trigger,
-            idempotency_key,
-            created_by,
-        ),
-    ).fetchone()
+@dataclass(frozen=True)
+class TopLevelRun:
+    """A run started from outside (not a loop's child, not a rerun): inserted with its
+    pending node runs and first event unless a run already has its idempotency key."""
+
+    id: UUID
+    workspace_id: UUID
+    workflow_id: UUID
+    version: int
+    input: Any
+    node_ids: Sequence[str]
+    trigger: dict[str, Any]
+    idempotency_key: str | None
+    created_by: UUID | None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ws": self.workspace_id,
+            "wf": self.workflow_id,
+            "version": self.version,
+            "input": Jsonb(self.input),
+            "trigger": Jsonb(self.trigger),
+            "key": self.idempotency_key,
+            "parent": None,
+            "parent_node": None,
+            "body_of": None,
+            "rerun_of": None,
+            "rerun_from": None,
+            "by": self.created_by,
+            "nodes": list(self.node_ids),
+            "event": Jsonb({"version": self.version, "trigger": self.trigger}),
+        }
 
 
-async def add_run_once(
-    conn: AsyncConn,
-    *,
-    run_id: UUID,
-    workspace_id: UUID,
-    workflow_id: UUID,
-    version: int,
-    input: Any,
-    node_ids: Sequence[str],
-    trigger: dict[str, Any],
-    idempotency_key: str | None,
-    created_by: UUID | None,
-) -> AsyncCursor[DictRow]:
+def insert_run_once(conn: Conn, run: TopLevelRun) -> dict[str, Any] | None:
+    """The run's row, or None when a run already has its idempotency key: then nothing
+    is inserted and nothing raised (no savepoint needed)."""
+    return conn.execute(_INSERT_UNLESS_KEY_EXISTS, run.params()).fetchone()
+
+
+async def add_run_once(conn: AsyncConn, run: TopLevelRun) -> AsyncCursor[DictRow]:
     """``insert_run_once``, queued in a pipelined unit of work: the cursor gives the row
     (or None) once read, which after the unit of work costs no round trip of its own."""
-    return await conn.execute(
-        _INSERT_UNLESS_KEY_EXISTS,
-        _top_level_run(
-            run_id,
-            workspace_id,
-            workflow_id,
-            version,
-            input,
-            node_ids,
-            trigger,
-            idempotency_key,
-            created_by,
-        ),
-    )
-
-
-def _top_level_run(
-    run_id: UUID,
-    workspace_id: UUID,
-    workflow_id: UUID,
-    version: int,
-    input: Any,
-    node_ids: Sequence[str],
-    trigger: dict[str, Any],
-    idempotency_key: str | None,
-    created_by: UUID | None,
-) -> dict[str, Any]:
-    return {
-        "id": run_id,
-        "ws": workspace_id,
-        "wf": workflow_id,
-        "version": version,
-        "input": Jsonb(input),
-        "trigger": Jsonb(trigger),
-        "key": idempotency_key,
-        "parent": None,
-        "parent_node": None,
-        "body_of": None,
-        "rerun_of": None,
-        "rerun_from": None,
-        "by": created_by,
-        "nodes": list(node_ids),
-        "event": Jsonb({"version": version, "trigger": trigger}),
-    }
+    return await conn.execute(_INSERT_UNLESS_KEY_EXISTS, run.params())
 
 
 RUN_BY_KEY = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = %s AND idempotency_key = %s"

@@ -108,16 +108,11 @@ async def start_run_awaited(
         graph = await read_graph(conn, workflow_id, chosen)
         inserted = await repo.add_run_once(
             conn,
-            run_id=uuid4(),
-            workspace_id=workspace_id,
-            workflow_id=workflow_id,
-            version=chosen,
-            input=input,
-            node_ids=graph.order,
-            trigger=_trigger(graph, trigger),
-            idempotency_key=idempotency_key,
-            created_by=created_by,
-        )
+            repo.TopLevelRun(
+                uuid4(), workspace_id, workflow_id, chosen, input, graph.order,
+                _trigger(graph, trigger), idempotency_key, created_by,
+            ),
+        )  # fmt: skip
     row = await inserted.fetchone()
     if row is not None:
         return StartedRun(row["id"], RunStatus.NEW, created=True)
@@ -154,16 +149,11 @@ def create_run(
     graph = graph_for(conn, workflow_id, chosen)
     row = repo.insert_run_once(
         conn,
-        run_id=run_id or uuid4(),
-        workspace_id=workspace_id,
-        workflow_id=workflow_id,
-        version=chosen,
-        input=input,
-        node_ids=graph.order,
-        trigger=_trigger(graph, trigger),
-        idempotency_key=idempotency_key,
-        created_by=created_by,
-    )
+        repo.TopLevelRun(
+            run_id or uuid4(), workspace_id, workflow_id, chosen, input, graph.order,
+            _trigger(graph, trigger), idempotency_key, created_by,
+        ),
+    )  # fmt: skip
     if row is None:
         existing = find_started(conn, workflow_id, idempotency_key or "")
         assert existing is not None  # the conflict was on this key
