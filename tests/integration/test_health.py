@@ -29,3 +29,14 @@ def test_health_503_when_the_database_is_unreachable() -> None:
         "database": "unavailable",
         "version": response.json()["version"],
     }
+
+
+def test_health_503_when_either_pool_cannot_reach_the_database(database: Database) -> None:
+    """The hot routes await one pool, the others use another: health answers for both."""
+    app = create_app(lambda: database)
+    with TestClient(app) as client:
+        assert client.get("/v1/public/health").status_code == 200
+        client.portal.call(app.state.adb.close)  # type: ignore[union-attr]
+        response = client.get("/v1/public/health")
+    assert response.status_code == 503
+    assert response.json()["database"] == "unavailable"

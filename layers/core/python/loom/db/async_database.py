@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from loom.db.database import cannot_connect, no_free_connection, pool_arguments
 from loom.db.urls import DatabaseUrls
+from loom.errors import DatabaseUnavailable
 
 AsyncConn = psycopg.AsyncConnection[DictRow]
 Statement = tuple[QueryNoTemplate, Params]
@@ -91,6 +92,13 @@ class AsyncDatabase:
         async with self.tenant(workspace_id) as conn:
             cursors = [await conn.execute(query, params) for query, params in statements]
         return [await cursor.fetchall() for cursor in cursors]
+
+    async def ping(self) -> bool:
+        try:
+            await self.read(None, ("SELECT 1", ()))
+            return True
+        except (psycopg.Error, DatabaseUnavailable):
+            return False
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConn]:

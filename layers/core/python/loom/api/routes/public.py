@@ -7,6 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from loom import __version__
 
@@ -34,9 +35,14 @@ class HealthOut(BaseModel):
     response_model_exclude_none=True,
     responses={503: {"model": HealthOut}},
 )
-def get_health(request: Request, response: Response) -> HealthOut:
+async def get_health(request: Request, response: Response) -> HealthOut:
+    """The database is ok when both pools reach it: the one coroutines await (the hot
+    routes) and the one the other routes use from worker threads."""
     db = getattr(request.app.state, "db", None)
-    database_ok = db is not None and db.ping()
+    adb = getattr(request.app.state, "adb", None)
+    database_ok = (
+        db is not None and adb is not None and await adb.ping() and await run_in_threadpool(db.ping)
+    )
     shutting_down = bool(getattr(request.app.state, "shutting_down", False))
     if shutting_down or not database_ok:
         response.status_code = 503
