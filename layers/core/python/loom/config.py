@@ -49,8 +49,8 @@ class DatabaseSettings(_Base):
     app_db_password: SecretStr | None = Field(
         default=None, description="Password given to role loom_app by the migrations."
     )
-    pool_min_size: int = Field(default=1, ge=0, le=100, description="Connections kept open.")
-    pool_max_size: int = Field(default=10, ge=1, le=200, description="Upper bound of the pool.")
+    pool_min_size: int = Field(default=1, ge=0, le=100, description="Kept open per pool.")
+    pool_max_size: int = Field(default=10, ge=1, le=200, description="Upper bound of each pool.")
     connect_timeout_seconds: float = Field(
         default=5.0, gt=0, le=120, description="Timeout to open one database connection."
     )
