@@ -169,6 +169,28 @@ def test_events_as_json_pages_and_as_server_sent_events(http: httpx.Client, me: 
     assert later.json() == {"events": [], "next_after": page["next_after"], "finished": True}
 
 
+def test_a_stream_resumes_after_its_last_event_id(http: httpx.Client, me: Session) -> None:
+    flow = _create(http, me, definition=example("parallel_merge"))
+    run_id = http.post(
+        f"/v1/workflows/{flow}/runs", headers=me.headers, json={"input": {"n": 2}}
+    ).json()["run_id"]
+    deadline = time.monotonic() + 30
+    page = http.get(f"/v1/runs/{run_id}/events?after=0", headers=me.headers).json()
+    while not page["finished"]:
+        assert time.monotonic() < deadline, "the run did not finish"
+        time.sleep(0.05)
+        page = http.get(f"/v1/runs/{run_id}/events?after=0", headers=me.headers).json()
+    seqs = [e["seq"] for e in page["events"]]
+    middle = seqs[len(seqs) // 2]
+    resumed = {**me.headers, "Last-Event-ID": str(middle)}
+    with http.stream("GET", f"/v1/runs/{run_id}/events", headers=resumed) as stream:
+        lines = list(stream.iter_lines())
+    assert [int(line[4:]) for line in lines if line.startswith("id: ")] == [
+        s for s in seqs if s > middle
+    ]
+    assert lines.count("event: end") == 1
+
+
 def test_cancel_and_rerun(http: httpx.Client, me: Session) -> None:
     flow = _create(http, me, definition=example("wait"))
     run_id = http.post(

@@ -190,12 +190,10 @@ def list_runs(
     ).fetchall()
 
 
-def events_after(conn: Conn, run_id: UUID, after: int, limit: int) -> list[dict[str, Any]]:
-    return conn.execute(
-        "SELECT seq, type, node_id, data, created_at FROM run_events "
-        "WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-        (run_id, after, limit),
-    ).fetchall()
+EVENTS_AFTER = (
+    "SELECT seq, type, node_id, data, created_at FROM run_events "
+    "WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s"
+)
 
 
 # What one advance changed, as statements pipelined into one round trip. MOVE_RUN goes

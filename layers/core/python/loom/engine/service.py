@@ -351,15 +351,19 @@ def list_runs(
         )
 
 
-def events_page(
-    db: Database, workspace_id: UUID, run_id: UUID, after: int, limit: int
-) -> tuple[list[dict[str, Any]], bool]:
-    """Events after ``after``, and whether the run is over with nothing left to send."""
-    with db.tenant(workspace_id) as conn:
-        run = repo.get_run(conn, run_id)
-        if run is None:
-            raise NotFound(f"Run {run_id} not found.", solution="Check the run id.")
-        events = repo.events_after(conn, run_id, after, limit)
+EventsPage = tuple[list[dict[str, Any]], bool]
+
+
+async def read_events_page(
+    db: AsyncDatabase, workspace_id: UUID, run_id: UUID, after: int, limit: int
+) -> EventsPage:
+    """Events after ``after``, and whether the run is over with nothing left to send; one
+    round trip. The run is read first: an event it counts is committed, so none is missed."""
+    run, events = await db.read(
+        workspace_id, (repo.READ_RUN, (run_id,)), (repo.EVENTS_AFTER, (run_id, after, limit))
+    )
+    if not run:
+        raise _run_not_found(run_id)
     last = events[-1]["seq"] if events else after
-    finished = RunStatus(run["status"]).finished and last >= run["last_seq"]
+    finished = RunStatus(run[0]["status"]).finished and last >= run[0]["last_seq"]
     return events, finished

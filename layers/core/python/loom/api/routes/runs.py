@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loom.api.deps import AsyncDatabaseDep, DatabaseDep, allow, dispatcher
 from loom.auth.principal import Principal, Role
-from loom.db import Database
+from loom.db.async_database import AsyncDatabase
 from loom.engine import service
 from loom.engine.states import RunStatus
 
@@ -132,36 +132,41 @@ async def handle_get_run(run_id: UUID, adb: AsyncDatabaseDep, principal: Reader)
     response_model=EventPageOut,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-def handle_run_events(
+async def handle_run_events(
     run_id: UUID,
-    db: DatabaseDep,
+    adb: AsyncDatabaseDep,
     principal: Reader,
     after: Annotated[int | None, Query(ge=0)] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> Any:
-    """Server-Sent Events until the run is over; with ``?after=<seq>``, one JSON page."""
+    """Server-Sent Events until the run is over; with ``?after=<seq>``, one JSON page.
+    Polled on the event loop: an open stream holds no thread, between polls or during."""
     workspace = principal.workspace_id
-    service.get_run(db, workspace, run_id)  # 404 before any streaming starts
+    if after is None:
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    else:
+        start = after
+    # The first page is read before any streaming starts, so an unknown run is a 404.
+    page = await service.read_events_page(adb, workspace, run_id, start, PAGE)
     if after is not None:
-        events, finished = service.events_page(db, workspace, run_id, after, PAGE)
+        events, finished = page
         items = [EventOut(**e) for e in events]
         return EventPageOut(
             events=items, next_after=items[-1].seq if items else after, finished=finished
         )
-    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     return StreamingResponse(
-        _stream(db, workspace, run_id, start),
+        _stream(adb, workspace, run_id, start, page),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-async def _stream(db: Database, workspace: UUID, run_id: UUID, after: int) -> AsyncIterator[str]:
+async def _stream(
+    db: AsyncDatabase, workspace: UUID, run_id: UUID, after: int, page: service.EventsPage
+) -> AsyncIterator[str]:
     idle = 0.0
     while True:
-        events, finished = await asyncio.to_thread(
-            service.events_page, db, workspace, run_id, after, PAGE
-        )
+        events, finished = page
         for event in events:
             after = event["seq"]
             payload = EventOut(**event).model_dump_json()
@@ -171,12 +176,13 @@ async def _stream(db: Database, workspace: UUID, run_id: UUID, after: int) -> As
             return
         if events:
             idle = 0.0
-            continue
-        await asyncio.sleep(POLL_SECONDS)
-        idle += POLL_SECONDS
-        if idle >= HEARTBEAT_SECONDS:
-            idle = 0.0
-            yield ": keep-alive\n\n"
+        else:
+            await asyncio.sleep(POLL_SECONDS)
+            idle += POLL_SECONDS
+            if idle >= HEARTBEAT_SECONDS:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+        page = await service.read_events_page(db, workspace, run_id, after, PAGE)
 
 
 @router.post("/{run_id}/cancel", response_model=CancelOut)
