@@ -20,7 +20,7 @@ from mangum import Mangum
 from loom.api.app import stop_serving
 from loom.api.routes import auth, runs, workflows
 from loom.db.async_database import AsyncDatabase
-from loom.runtime.aws.api import Handler, _build
+from loom.runtime.aws.api import Handler, build_handler
 from tests.utils.aws_engine import AwsEngine, LambdaContext, aws_engine
 from tests.utils.pg import PgCluster
 
@@ -54,7 +54,7 @@ class Function:
         self, method: str, path: str, *, body: Any = None, token: str | None = None
     ) -> tuple[int, Any]:
         if self.handler is None:
-            built = _build(self.routers)
+            built = build_handler(self.routers)
             assert isinstance(built, Mangum) and isinstance(built.app, FastAPI)
             self.handler, self.app = built, built.app
         headers = {"content-type": "application/json", "host": "api.example.com"}

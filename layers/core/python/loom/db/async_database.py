@@ -35,7 +35,7 @@ AsyncConn = psycopg.AsyncConnection[DictRow]
 Statement = tuple[QueryNoTemplate, Params]
 Results = list[list[DictRow]]
 
-IDLE = TransactionStatus.IDLE
+_IDLE = TransactionStatus.IDLE
 _SET_WORKSPACE = "SELECT set_config('app.workspace_id', %s, true)"
 
 
@@ -83,7 +83,7 @@ class AsyncDatabase:
                     yield conn
                     await conn.execute("COMMIT")
             except BaseException:
-                if not conn.closed and not conn.broken and conn.info.transaction_status != IDLE:
+                if not conn.closed and not conn.broken and conn.info.transaction_status != _IDLE:
                     await conn.execute("ROLLBACK")
                 raise
 

@@ -53,11 +53,15 @@ class Database:
         IAM auth token on AWS), instead of a password in the URL."""
         self.urls = urls
         self._timeout = timeout
-        self._min_size = min_size
-        self._max_size = max_size
-        self._password = password
+        # What ``beside`` makes its pool from: the same sizes, timeout and password.
+        self._options: dict[str, Any] = {
+            "min_size": min_size,
+            "max_size": max_size,
+            "timeout": timeout,
+            "password": password,
+        }
         self.pool: ConnectionPool[Conn] = ConnectionPool(
-            **pool_arguments(urls, min_size, max_size, timeout, password),
+            **pool_arguments(urls, **self._options),
             name="loom",
             connection_class=psycopg.Connection[DictRow],
         )
@@ -67,13 +71,7 @@ class Database:
         one; unopened (it belongs to the event loop that opens it)."""
         from loom.db.async_database import AsyncDatabase
 
-        return AsyncDatabase(
-            self.urls,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            timeout=self._timeout,
-            password=self._password,
-        )
+        return AsyncDatabase(self.urls, **self._options)
 
     def open(self) -> Database:
         try:

@@ -29,7 +29,7 @@ def lambda_handler_for(*routers: APIRouter) -> Handler:
 
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not built:
-            built.append(_build(routers))
+            built.append(build_handler(routers))
         return built[0](event, context)
 
     name = "api:" + ",".join(sorted({r.prefix or "/" for r in routers}))
@@ -37,7 +37,9 @@ def lambda_handler_for(*routers: APIRouter) -> Handler:
     return wrapped
 
 
-def _build(routers: tuple[APIRouter, ...]) -> Handler:
+def build_handler(routers: tuple[APIRouter, ...]) -> Handler:
+    """What a container builds on its first invocation: the app for ``routers`` (plus
+    health), started once, under Mangum; before ``observed`` wraps it."""
     from mangum import Mangum
 
     from loom.api.app import create_app, start_serving
