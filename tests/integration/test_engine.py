@@ -289,3 +289,35 @@ def test_an_output_postgres_cannot_store_fails_the_node_not_the_engine(
     assert result.status is RunStatus.ERROR
     error = engine_harness.nodes(result.run_id)["bad"]["error"]
     assert error["code"] == "invalid_result" and "output.text" in error["message"]
+
+
+def test_a_run_whose_graph_this_process_never_built_loads_under_its_workspace(
+    engine_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine process meets most runs first in the database: the run and its node runs
+    come in one pipelined read, the version's graph from a transaction of its own, which
+    must see the run's workspace as well."""
+    from collections import OrderedDict
+
+    from loom.engine import graph
+    from loom.workflows import versions
+
+    run_id = engine_harness.start(example("parallel_merge"), {"n": 2})
+    monkeypatch.setattr(graph, "_GRAPHS", OrderedDict())
+    monkeypatch.setattr(versions, "_CACHE", {})
+    engine_harness.engine._states.clear()
+    result = asyncio.run(engine_harness.runner.drive(engine_harness.workspace_id, run_id))
+    assert result.status is RunStatus.SUCCESS
+    assert result.output == {"parts": {"double": 4, "square": 4, "negate": -2}, "sum": 6}
+    assert len(graph._GRAPHS) == 1, "the graph read once is kept for the next run"
+
+
+def test_another_workspaces_run_does_not_load_and_the_engine_carries_on(
+    engine_harness: Harness, other_workspace: uuid.UUID
+) -> None:
+    run_id = engine_harness.start(example("parallel_merge"), {"n": 3})
+    engine_harness.engine._states.clear()
+    with pytest.raises(NotFound):
+        engine_harness.engine.advance(other_workspace, run_id)
+    result = asyncio.run(engine_harness.runner.drive(engine_harness.workspace_id, run_id))
+    assert result.status is RunStatus.SUCCESS

@@ -27,7 +27,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from loom.db.database import cannot_connect, no_free_connection, pool_arguments
+from loom.db.database import SET_WORKSPACE, cannot_connect, no_free_connection, pool_arguments
 from loom.db.urls import DatabaseUrls
 from loom.errors import DatabaseUnavailable
 
@@ -36,7 +36,6 @@ Statement = tuple[QueryNoTemplate, Params]
 Results = list[list[DictRow]]
 
 _IDLE = TransactionStatus.IDLE
-_SET_WORKSPACE = "SELECT set_config('app.workspace_id', %s, true)"
 
 
 class AsyncDatabase:
@@ -79,7 +78,7 @@ class AsyncDatabase:
             try:
                 async with conn.pipeline():
                     await conn.execute("BEGIN")
-                    await conn.execute(_SET_WORKSPACE, (workspace,))
+                    await conn.execute(SET_WORKSPACE, (workspace,))
                     yield conn
                     await conn.execute("COMMIT")
             except BaseException:

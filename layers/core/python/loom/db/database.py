@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 Conn = psycopg.Connection[DictRow]
 
 # Every unit of work sets the workspace transaction-locally, even to nothing, so a value
-# left in the session by anything else never reaches it.
+# left in the session by anything else never reaches it. Units of work that pipeline their
+# own transaction send SET_WORKSPACE right after BEGIN.
+SET_WORKSPACE = "SELECT set_config('app.workspace_id', %s, true)"
 _BEGIN_WITHOUT_WORKSPACE = sql.SQL("BEGIN; SELECT set_config('app.workspace_id', '', true)")
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from psycopg import sql
 
-from loom.db.database import Conn, Database
+from loom.db.database import SET_WORKSPACE, Conn, Database
 
 _THIS_MONTH = "(date_trunc('month', now() AT TIME ZONE 'UTC'))::date"
 
@@ -32,7 +32,7 @@ def _unit(db: Database) -> Iterator[Conn]:
 
 def _begin(conn: Conn, workspace_id: UUID) -> None:
     conn.execute("BEGIN")
-    conn.execute("SELECT set_config('app.workspace_id', %s, true)", (str(workspace_id),))
+    conn.execute(SET_WORKSPACE, (str(workspace_id),))
     conn.execute("SET LOCAL synchronous_commit = off")
 
 

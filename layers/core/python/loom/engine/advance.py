@@ -18,12 +18,13 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from loom.blobs import BlobStore, blob_key
 from loom.db import hil as hil_repo
 from loom.db import runs as repo
-from loom.db.database import Conn, Database
-from loom.engine.graph import Graph, graph_for
+from loom.db.database import SET_WORKSPACE, Conn, Database
+from loom.engine.graph import Graph, cached_graph, graph_for
 from loom.engine.run_state import Finished, NodeState, ReadyItem, RunState
 from loom.engine.states import NodeStatus, RunStatus
 from loom.errors import Conflict, NotFound
@@ -116,22 +117,37 @@ class Engine:
     # -- loading ---------------------------------------------------------------------
 
     def _load(self, conn: Conn, workspace_id: UUID, run_id: UUID) -> RunState:
-        with conn.pipeline():
-            conn.execute("BEGIN")
-            conn.execute("SELECT set_config('app.workspace_id', %s, true)", (str(workspace_id),))
-            cursor = conn.execute(repo.READ_RUN, (run_id,))
-        row = cursor.fetchone()
+        """The stored run and its node runs in one round trip (its graph comes from the
+        process's cache, or from one more transaction the first time a version is seen)."""
         try:
-            if row is None:
-                raise NotFound(f"Run {run_id} not found.", solution="Check the run id.")
-            return self._state(conn, row)
-        finally:
-            conn.execute("COMMIT")
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                conn.execute(SET_WORKSPACE, (str(workspace_id),))
+                run = conn.execute(repo.READ_RUN, (run_id,))
+                node_runs = conn.execute(repo.NODE_RUNS, (run_id,))
+                conn.execute("COMMIT")
+        except psycopg.Error:
+            if conn.info.transaction_status is not TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise
+        row = run.fetchone()
+        if row is None:
+            raise NotFound(f"Run {run_id} not found.", solution="Check the run id.")
+        return self._state(conn, row, node_runs.fetchall())
 
-    def _state(self, conn: Conn, row: dict[str, Any]) -> RunState:
-        graph = graph_for(conn, row["workflow_id"], row["workflow_version"], row["body_of"])
+    def _graph(self, conn: Conn, row: dict[str, Any]) -> Graph:
+        workflow_id, version, body_of = row["workflow_id"], row["workflow_version"], row["body_of"]
+        graph = cached_graph(workflow_id, version, body_of)
+        if graph is None:
+            with conn.transaction():
+                conn.execute(SET_WORKSPACE, (str(row["workspace_id"]),))
+                graph = graph_for(conn, workflow_id, version, body_of)
+        return graph
+
+    def _state(self, conn: Conn, row: dict[str, Any], node_runs: list[dict[str, Any]]) -> RunState:
+        graph = self._graph(conn, row)
         nodes = {}
-        for n in repo.node_runs(conn, row["id"]):
+        for n in node_runs:
             output = n["output"]
             if n["output_ref"]:
                 output = json.loads(self.blobs.get(row["workspace_id"], n["output_ref"]))
@@ -206,9 +222,7 @@ class Engine:
         try:
             with conn.pipeline(), conn.cursor() as cursor:
                 cursor.execute("BEGIN")
-                cursor.execute(
-                    "SELECT set_config('app.workspace_id', %s, true)", (str(state.workspace_id),)
-                )
+                cursor.execute(SET_WORKSPACE, (str(state.workspace_id),))
                 cursor.execute(repo.MOVE_RUN, run)
                 if nodes:
                     cursor.executemany(repo.UPDATE_NODE, nodes)

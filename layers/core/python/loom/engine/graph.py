@@ -119,11 +119,18 @@ def graph_for(
 ) -> Graph:
     """The graph of a pinned version (or of a FLOW.LOOP body inside it), built once per
     process: versions never change, so neither do their graphs."""
-    key = (workflow_id, version, tuple(body_of or ()))
-    graph = _cached(key)
+    graph = cached_graph(workflow_id, version, body_of)
     if graph is None:
+        key = (workflow_id, version, tuple(body_of or ()))
         graph = _remember(key, load_definition(conn, workflow_id, version))
     return graph
+
+
+def cached_graph(
+    workflow_id: UUID, version: int, body_of: Sequence[str] | None = None
+) -> Graph | None:
+    """What ``graph_for`` would answer without a query, if this process built it already."""
+    return _cached((workflow_id, version, tuple(body_of or ())))
 
 
 async def read_graph(conn: AsyncConn, workflow_id: UUID, version: int) -> Graph:
