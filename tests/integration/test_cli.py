@@ -125,3 +125,28 @@ def test_db_url_and_migrate_against_database_url(cluster: PgCluster, tmp_path: P
         .stdout.strip()
         .endswith("/cli_target?host=" + str(cluster.socket_dir))
     )
+
+
+def test_a_second_ctrl_c_stops_at_once_and_quietly(tmp_path: Path) -> None:
+    """A second Ctrl-C makes uvicorn exit without waiting (for open streams, say): the
+    lifespan is torn down rather than shut down, and that must not print a traceback."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*LOOM, "up", "--port", str(port)],
+        env=cli_env(tmp_path / ".loom"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/v1/public/health", proc)
+        _wait_until_engine_ok(f"http://127.0.0.1:{port}/v1/public/health")
+        engines = _spawned_children(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in out + err, err
+    assert "Loom stopped." in out
+    assert not any(Path(f"/proc/{pid}").exists() for pid in engines), "engine process left"

@@ -5,8 +5,9 @@ when it names none."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
@@ -50,7 +51,13 @@ def create_app(
         await start_serving(app)
         try:
             yield
-        finally:
+        except asyncio.CancelledError:
+            # A second Ctrl-C: uvicorn exits without the lifespan's shutdown and tears the
+            # loop down under it. The pools' sockets close with the process; what is left
+            # to say is said by ``loom up`` ("Loom stopped."), not by a traceback.
+            with suppress(asyncio.CancelledError):
+                await stop_serving(app)
+        else:
             await stop_serving(app)
 
     app = FastAPI(title="Loom API", version=__version__, lifespan=lifespan)
