@@ -107,6 +107,34 @@ def test_start_a_run_and_read_it_finished(http: httpx.Client, me: Session) -> No
     assert [r["id"] for r in listed["items"]] == [run["id"]]
 
 
+def test_runs_list_pages_newest_first_and_filters(http: httpx.Client, me: Session) -> None:
+    flow, other = _create(http, me, "listed"), _create(http, me, "not listed")
+    started = [
+        http.post(
+            f"/v1/workflows/{flow}/runs", headers=me.headers, json={"input": {"n": n}}
+        ).json()["run_id"]
+        for n in range(3)
+    ]
+    http.post(f"/v1/workflows/{other}/runs", headers=me.headers, json={"input": {}})
+    for run_id in started:
+        _wait_finished(http, me, run_id)
+    query = {"workflow_id": flow, "limit": 2}
+    first = http.get("/v1/runs", params=query, headers=me.headers).json()
+    assert [r["id"] for r in first["items"]] == started[:0:-1], "newest first"
+    assert first["next_before"] == first["items"][-1]["created_at"]
+    rest = http.get(
+        "/v1/runs", params={**query, "before": first["next_before"]}, headers=me.headers
+    ).json()
+    assert [r["id"] for r in rest["items"]] == started[:1] and rest["next_before"] is None
+    for status, expected in (("SUCCESS", 3), ("RUNNING", 0)):
+        found = http.get(
+            "/v1/runs", params={"workflow_id": flow, "status": status}, headers=me.headers
+        ).json()["items"]
+        assert len(found) == expected, status
+    assert len(http.get("/v1/runs", headers=me.headers).json()["items"]) == 4
+    assert http.get("/v1/runs", headers=signup(http).headers).json()["items"] == []
+
+
 def test_idempotency_key_starts_one_run(http: httpx.Client, me: Session) -> None:
     flow = _create(http, me)
     headers = {**me.headers, "Idempotency-Key": f"order-{uuid.uuid4()}"}

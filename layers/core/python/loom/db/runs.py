@@ -174,20 +174,20 @@ def node_runs(conn: Conn, run_id: UUID) -> list[dict[str, Any]]:
     return conn.execute(NODE_RUNS, (run_id,)).fetchall()
 
 
-def list_runs(
-    conn: Conn, *, workflow_id: UUID | None, status: str | None, limit: int, before: datetime | None
-) -> list[dict[str, Any]]:
-    return conn.execute(
-        f"""
-        SELECT {_RUN_COLUMNS} FROM runs
-        WHERE parent_run_id IS NULL
-          AND (%(wf)s::uuid IS NULL OR workflow_id = %(wf)s)
-          AND (%(status)s::text IS NULL OR status = %(status)s)
-          AND (%(before)s::timestamptz IS NULL OR created_at < %(before)s)
-        ORDER BY created_at DESC LIMIT %(limit)s
-        """,
-        {"wf": workflow_id, "status": status, "before": before, "limit": limit},
-    ).fetchall()
+LIST_RUNS = f"""
+SELECT {_RUN_COLUMNS} FROM runs
+WHERE parent_run_id IS NULL
+  AND (%(wf)s::uuid IS NULL OR workflow_id = %(wf)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(before)s::timestamptz IS NULL OR created_at < %(before)s)
+ORDER BY created_at DESC LIMIT %(limit)s
+"""
+
+
+def list_runs_params(
+    *, workflow_id: UUID | None, status: str | None, limit: int, before: datetime | None
+) -> dict[str, Any]:
+    return {"wf": workflow_id, "status": status, "before": before, "limit": limit}
 
 
 EVENTS_AFTER = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -336,19 +337,21 @@ def _run_not_found(run_id: UUID) -> NotFound:
     return NotFound(f"Run {run_id} not found.", solution="Check the run id.")
 
 
-def list_runs(
-    db: Database,
+async def read_runs(
+    db: AsyncDatabase,
     workspace_id: UUID,
     *,
     workflow_id: UUID | None,
     status: str | None,
     limit: int,
-    before: Any,
+    before: datetime | None,
 ) -> list[dict[str, Any]]:
-    with db.tenant(workspace_id) as conn:
-        return repo.list_runs(
-            conn, workflow_id=workflow_id, status=status, limit=limit, before=before
-        )
+    """Top-level runs, newest first, ``before`` a creation time; one round trip."""
+    params = repo.list_runs_params(
+        workflow_id=workflow_id, status=status, limit=limit, before=before
+    )
+    (rows,) = await db.read(workspace_id, (repo.LIST_RUNS, params))
+    return rows
 
 
 EventsPage = tuple[list[dict[str, Any]], bool]

@@ -100,16 +100,16 @@ class CancelOut(BaseModel):
 
 
 @router.get("", response_model=RunListOut)
-def handle_list_runs(
-    db: DatabaseDep,
+async def handle_list_runs(
+    adb: AsyncDatabaseDep,
     principal: Reader,
     workflow_id: UUID | None = None,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: datetime | None = None,
 ) -> RunListOut:
-    rows = service.list_runs(
-        db,
+    rows = await service.read_runs(
+        adb,
         principal.workspace_id,
         workflow_id=workflow_id,
         status=status.value if status else None,
