@@ -118,7 +118,7 @@ def test_runs_list_pages_newest_first_and_filters(http: httpx.Client, me: Sessio
     http.post(f"/v1/workflows/{other}/runs", headers=me.headers, json={"input": {}})
     for run_id in started:
         _wait_finished(http, me, run_id)
-    query = {"workflow_id": flow, "limit": 2}
+    query: dict[str, str | int] = {"workflow_id": flow, "limit": 2}
     first = http.get("/v1/runs", params=query, headers=me.headers).json()
     assert [r["id"] for r in first["items"]] == started[:0:-1], "newest first"
     assert first["next_before"] == first["items"][-1]["created_at"]
