@@ -36,15 +36,19 @@ def _wait_until_engine_ok(url: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_up_serves_health_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
+def _loom_up(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [*LOOM, "up", "--port", str(port)],
         env=cli_env(tmp_path / ".loom"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_up_serves_health_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    proc = _loom_up(tmp_path, port)
     engines: list[int] = []
     try:
         response = wait_healthy(f"http://127.0.0.1:{port}/v1/public/health", proc)
@@ -131,13 +135,7 @@ def test_a_second_ctrl_c_stops_at_once_and_quietly(tmp_path: Path) -> None:
     """A second Ctrl-C makes uvicorn exit without waiting (for open streams, say): the
     lifespan is torn down rather than shut down, and that must not print a traceback."""
     port = free_port()
-    proc = subprocess.Popen(
-        [*LOOM, "up", "--port", str(port)],
-        env=cli_env(tmp_path / ".loom"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _loom_up(tmp_path, port)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/v1/public/health", proc)
         _wait_until_engine_ok(f"http://127.0.0.1:{port}/v1/public/health")
