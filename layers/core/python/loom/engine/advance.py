@@ -127,7 +127,7 @@ class Engine:
                 node_runs = conn.execute(repo.NODE_RUNS, (run_id,))
                 conn.execute("COMMIT")
         except psycopg.Error:
-            if conn.info.transaction_status is not TransactionStatus.IDLE:
+            if not conn.broken and conn.info.transaction_status is not TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
             raise
         row = run.fetchone()
