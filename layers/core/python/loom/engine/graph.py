@@ -119,9 +119,9 @@ def graph_for(
 ) -> Graph:
     """The graph of a pinned version (or of a FLOW.LOOP body inside it), built once per
     process: versions never change, so neither do their graphs."""
-    graph = cached_graph(workflow_id, version, body_of)
+    key = _key(workflow_id, version, body_of)
+    graph = _cached(key)
     if graph is None:
-        key = (workflow_id, version, tuple(body_of or ()))
         graph = _remember(key, load_definition(conn, workflow_id, version))
     return graph
 
@@ -130,16 +130,20 @@ def cached_graph(
     workflow_id: UUID, version: int, body_of: Sequence[str] | None = None
 ) -> Graph | None:
     """What ``graph_for`` would answer without a query, if this process built it already."""
-    return _cached((workflow_id, version, tuple(body_of or ())))
+    return _cached(_key(workflow_id, version, body_of))
 
 
 async def read_graph(conn: AsyncConn, workflow_id: UUID, version: int) -> Graph:
     """``graph_for`` a whole version, awaited (the API)."""
-    key = (workflow_id, version, ())
+    key = _key(workflow_id, version)
     graph = _cached(key)
     if graph is None:
         graph = _remember(key, await read_definition(conn, workflow_id, version))
     return graph
+
+
+def _key(workflow_id: UUID, version: int, body_of: Sequence[str] | None = None) -> _GraphKey:
+    return (workflow_id, version, tuple(body_of or ()))
 
 
 def _cached(key: _GraphKey) -> Graph | None:
